@@ -1,0 +1,237 @@
+"""hpcpull's knobs, read from the HTCondor configuration through ``htcondor2.param``.
+
+Every knob is ``HPCPULL_<KNOB>``; a route may override a per-route knob with
+``HPCPULL_ROUTE_<RouteName>_<KNOB>`` (HTCondor knob names are case-insensitive).
+The defaults below are the ones documented in ``condor_config.d/50-hpcpull.conf``;
+a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional
+
+from .errors import ConfigError
+
+# Knobs a route may override, with their defaults (strings, as in a config file).
+ROUTE_KNOBS: dict[str, str] = {
+    "LRMS": "slurm",
+    "SCRATCH_ROOT": "/scratch/hpcpull",
+    "PARTITION": "",
+    "ACCOUNT": "",
+    "TEMPLATE": "",
+    "EXTRA_DIRECTIVES": "",
+    "ENVIRONMENT_SETUP": "",
+    "DEFAULT_WALLTIME": "0",
+    "MAP_REQUEST_DISK": "false",
+    "PYTHON": "python3",
+    "KEEP_JOB_DIRS": "false",
+    "LINK_INPUTS": "auto",
+}
+
+# Knobs that only exist gateway-wide.
+GLOBAL_KNOBS: dict[str, str] = {
+    "ROUTE_NAMES": "",
+    "TEMPLATE_DIRS": "/etc/condor/hpcpull/templates",
+    "STATUS_MAX_AGE": "30",
+    "STATUS_CACHE_DIR": "/var/lib/hpcpull/status",
+    "COMMAND_TIMEOUT": "30",
+    "EXIT_FILE_GRACE": "60",
+    "LRMS_ENVIRONMENT": "",
+    "SCHEDD_DOUBLE": "",
+}
+
+SUPPORTED_LRMS = ("slurm",)
+
+# Admin-written paths end up in batch directives (#SBATCH --chdir=...): keep them plain.
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./+-]*$")
+_ROUTE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+ParamLookup = Callable[[str], Optional[str]]
+
+
+def _htcondor_param(name: str) -> Optional[str]:
+    import htcondor2  # imported lazily: hooks that never read config stay fast
+
+    return htcondor2.param.get(name)
+
+
+def _as_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off", ""):
+        return False
+    raise ConfigError(f"{name} = {raw!r} is not a boolean (use true or false)")
+
+
+def _as_float(name: str, raw: str, minimum: float = 0.0) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} = {raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name} = {raw!r} must be at least {minimum:g}")
+    return value
+
+
+def _as_path(name: str, raw: str) -> Path:
+    if not _SAFE_PATH.match(raw) or "/../" in raw + "/":
+        raise ConfigError(
+            f"{name} = {raw!r} must be an absolute path of letters, digits and _./+-"
+        )
+    return Path(raw)
+
+
+def _as_env_assignments(name: str, raw: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for word in shlex.split(raw):
+        key, sep, value = word.partition("=")
+        if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise ConfigError(f"{name}: {word!r} is not NAME=VALUE")
+        env[key] = value
+    return env
+
+
+def _as_lines(raw: str) -> tuple[str, ...]:
+    return tuple(line.strip() for line in raw.splitlines() if line.strip())
+
+
+@dataclass(frozen=True)
+class RouteSettings:
+    """Everything hpcpull needs to know about one route (its site, queue and policy)."""
+
+    name: str
+    lrms: str
+    scratch_root: Path
+    partition: str
+    account: str
+    template: str
+    template_dirs: tuple[Path, ...]
+    extra_directives: tuple[str, ...]
+    environment_setup: tuple[str, ...]
+    default_walltime_s: int
+    map_request_disk: bool
+    python: str
+    keep_job_dirs: bool
+    link_inputs: str
+
+    @property
+    def template_name(self) -> str:
+        """The template file to render, relative to a template directory."""
+        return self.template or f"{self.lrms}/job.sh.j2"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Gateway-wide knobs: status cache, command limits, which routes are ours."""
+
+    route_names: tuple[str, ...]
+    status_max_age_s: float
+    status_cache_dir: Path
+    command_timeout_s: float
+    exit_file_grace_s: float
+    lrms_environment: Mapping[str, str] = field(default_factory=dict)
+    schedd_double: str = ""
+
+
+class Config:
+    """Reads hpcpull knobs; ``lookup`` defaults to ``htcondor2.param``."""
+
+    def __init__(self, lookup: ParamLookup = _htcondor_param) -> None:
+        self._lookup = lookup
+
+    def _raw(self, name: str, default: str) -> str:
+        value = self._lookup(name)
+        return default if value is None else value.strip()
+
+    def global_knob(self, knob: str) -> str:
+        return self._raw(f"HPCPULL_{knob}", GLOBAL_KNOBS[knob])
+
+    def route_knob(self, route: str, knob: str) -> str:
+        value = self._lookup(f"HPCPULL_ROUTE_{route}_{knob}")
+        if value is not None:
+            return value.strip()
+        return self._raw(f"HPCPULL_{knob}", ROUTE_KNOBS[knob])
+
+    def gateway(self) -> GatewaySettings:
+        names = self.global_knob("ROUTE_NAMES") or (self._lookup("JOB_ROUTER_ROUTE_NAMES") or "")
+        return GatewaySettings(
+            route_names=tuple(n for n in re.split(r"[\s,]+", names) if n),
+            status_max_age_s=_as_float("HPCPULL_STATUS_MAX_AGE", self.global_knob("STATUS_MAX_AGE"), 1.0),
+            status_cache_dir=_as_path("HPCPULL_STATUS_CACHE_DIR", self.global_knob("STATUS_CACHE_DIR")),
+            command_timeout_s=_as_float("HPCPULL_COMMAND_TIMEOUT", self.global_knob("COMMAND_TIMEOUT"), 1.0),
+            exit_file_grace_s=_as_float("HPCPULL_EXIT_FILE_GRACE", self.global_knob("EXIT_FILE_GRACE")),
+            lrms_environment=_as_env_assignments(
+                "HPCPULL_LRMS_ENVIRONMENT", self.global_knob("LRMS_ENVIRONMENT")
+            ),
+            schedd_double=self.global_knob("SCHEDD_DOUBLE"),
+        )
+
+    def is_hpcpull_route(self, route: str) -> bool:
+        """True if hpcpull serves this route (HPCPULL_ROUTE_NAMES, default: every route)."""
+        return route.lower() in (n.lower() for n in self.gateway().route_names)
+
+    def route_exists(self, route: str) -> bool:
+        return self._lookup(f"JOB_ROUTER_ROUTE_{route}") is not None
+
+    def route(self, route: str) -> RouteSettings:
+        if not _ROUTE_NAME.match(route):
+            raise ConfigError(f"route name {route!r} must be letters, digits and _")
+        if not self.route_exists(route):
+            raise ConfigError(f"unknown route {route!r}: no JOB_ROUTER_ROUTE_{route} in the configuration")
+
+        def knob(name: str) -> str:
+            return self.route_knob(route, name)
+
+        lrms = knob("LRMS").lower()
+        if lrms not in SUPPORTED_LRMS:
+            raise ConfigError(
+                f"HPCPULL_ROUTE_{route}_LRMS = {lrms!r}: supported are {', '.join(SUPPORTED_LRMS)}"
+            )
+        link_inputs = knob("LINK_INPUTS").lower()
+        if link_inputs not in ("auto", "always", "never"):
+            raise ConfigError(f"HPCPULL_LINK_INPUTS = {link_inputs!r}: use auto, always or never")
+        walltime = _as_float("HPCPULL_DEFAULT_WALLTIME", knob("DEFAULT_WALLTIME"))
+        return RouteSettings(
+            name=route,
+            lrms=lrms,
+            scratch_root=_as_path("HPCPULL_SCRATCH_ROOT", knob("SCRATCH_ROOT")),
+            partition=knob("PARTITION"),
+            account=knob("ACCOUNT"),
+            template=knob("TEMPLATE"),
+            template_dirs=tuple(
+                Path(p) for p in re.split(r"[\s,]+", self.global_knob("TEMPLATE_DIRS")) if p
+            ),
+            extra_directives=_as_lines(knob("EXTRA_DIRECTIVES")),
+            environment_setup=_as_lines(knob("ENVIRONMENT_SETUP")),
+            default_walltime_s=int(walltime),
+            map_request_disk=_as_bool("HPCPULL_MAP_REQUEST_DISK", knob("MAP_REQUEST_DISK")),
+            python=knob("PYTHON"),
+            keep_job_dirs=_as_bool("HPCPULL_KEEP_JOB_DIRS", knob("KEEP_JOB_DIRS")),
+            link_inputs=link_inputs,
+        )
+
+
+def lrms_command_environment(settings: GatewaySettings) -> dict[str, str]:
+    """A minimal environment for batch commands.
+
+    The hook's own environment holds HTCondor session keys (CONDOR_PRIVATE_INHERIT) and
+    sbatch exports the submitting environment into the job by default, so batch
+    commands never see it: only PATH, locale, SLURM_CONF-style variables the admin
+    names in HPCPULL_LRMS_ENVIRONMENT, and those the LRMS client needs.
+    """
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LANG": "C",
+        "LC_ALL": "C",
+    }
+    for name in ("HOME", "USER", "LOGNAME", "TZ", "SLURM_CONF"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    env.update(settings.lrms_environment)
+    return env
