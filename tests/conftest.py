@@ -36,3 +36,35 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         yield dict(os.environ, SLURM_CONF=str(cluster_dir / "slurm.conf"))
     finally:
         subprocess.run([str(SCRIPTS / "private-slurm-stop.sh"), str(cluster_dir)], timeout=120)
+
+
+ROUTE_BODY = "REQUIREMENTS WantHpc =?= true\nUNIVERSE VANILLA\nSET Requirements false"
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, slurm_env: dict[str, str]):
+    """A simulated gateway (router + schedd around the real hooks) in front of the private Slurm."""
+    from hpcpull.routersim import RouterSim, hook_environment, write_gateway_config
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(mode=0o1777)
+    config = write_gateway_config(
+        tmp_path / "gateway",
+        routes={"Slurm": ROUTE_BODY, "Other": ROUTE_BODY},
+        knobs={
+            "HPCPULL_ROUTE_NAMES": "Slurm",
+            "HPCPULL_SCRATCH_ROOT": str(scratch),
+            "HPCPULL_ROUTE_Slurm_PARTITION": "debug",
+            "HPCPULL_STATUS_CACHE_DIR": str(tmp_path / "gateway" / "status"),
+            "HPCPULL_STATUS_MAX_AGE": "1",
+            "HPCPULL_EXIT_FILE_GRACE": "2",
+            "HPCPULL_COMMAND_TIMEOUT": "15",
+            "HPCPULL_SCHEDD_DOUBLE": str(tmp_path / "gateway" / "schedd-double.jsonl"),
+            "HPCPULL_LRMS_ENVIRONMENT": f"SLURM_CONF={slurm_env['SLURM_CONF']}",
+        },
+    )
+    router = RouterSim(env=hook_environment(config), workdir=tmp_path / "gateway")
+    router.config_path = config  # type: ignore[attr-defined]
+    router.scratch = scratch  # type: ignore[attr-defined]
+    router.slurm_env = slurm_env  # type: ignore[attr-defined]
+    return router

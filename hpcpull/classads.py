@@ -1,0 +1,122 @@
+"""Hook stdin/stdout in the job router's old ClassAd syntax, through classad2.
+
+The router writes ads as sorted ``Name = expr`` lines (``sPrintAd``) and reads hook
+output line by line; one unparsable output line makes it abandon or remove the job.
+So input is parsed strictly (classad2 alone silently stops at the first bad line) and
+every output line is checked by re-parsing it before anything is printed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Union
+
+import classad2
+
+from .errors import HpcPullError
+
+ROUTER_SEPARATOR = "\n------\n"
+_OLD = classad2.ParserType.Old
+
+Value = Union[None, bool, int, float, str, classad2.ExprTree]
+UNDEFINED = classad2.ExprTree("undefined")
+
+
+class MalformedInput(HpcPullError):
+    """Hook stdin is not what condor_job_router sends."""
+
+
+def parse_old_ad(text: str, what: str = "job ad") -> classad2.ClassAd:
+    """Parse one old-syntax ad; every non-blank line must be a valid ``Name = expr``."""
+    if "\x00" in text:
+        raise MalformedInput(f"{what} contains a NUL byte")
+    names = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        name, sep, _ = line.partition("=")
+        if not sep or not name.strip():
+            raise MalformedInput(f"{what} line {number} is not 'Name = value': {line[:80]!r}")
+        names.append(name.strip().lower())
+    if not names:
+        raise MalformedInput(f"{what} is empty")
+    ad = classad2.parseOne(text, _OLD)
+    if len(ad) != len(set(names)):
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip() and len(classad2.parseOne(line + "\n", _OLD)) != 1:
+                raise MalformedInput(f"{what} line {number} does not parse: {line[:80]!r}")
+        raise MalformedInput(f"{what} does not parse")
+    return ad
+
+
+def parse_translate_input(text: str) -> tuple[classad2.ClassAd, classad2.ClassAd]:
+    """TRANSLATE stdin: a one-line new-syntax route ad, ``------``, then the source job ad."""
+    route_text, sep, job_text = text.partition(ROUTER_SEPARATOR)
+    if not sep:
+        raise MalformedInput("TRANSLATE input has no '------' line after the route ad")
+    try:
+        route = classad2.parseOne(route_text, classad2.ParserType.New)
+    except Exception as exc:  # noqa: BLE001 - classad2 raises several types for bad syntax
+        raise MalformedInput(f"route ad does not parse: {exc}") from None
+    if not isinstance(route.get("Name"), str):
+        raise MalformedInput("route ad has no Name")
+    return route, parse_old_ad(job_text, "source job ad")
+
+
+def parse_finalize_input(text: str) -> tuple[classad2.ClassAd, classad2.ClassAd]:
+    """FINALIZE stdin: source ad, a blank line, ``------``, routed ad."""
+    source_text, sep, routed_text = text.partition(ROUTER_SEPARATOR)
+    if not sep:
+        raise MalformedInput("FINALIZE input has no '------' line between the two ads")
+    return parse_old_ad(source_text, "source job ad"), parse_old_ad(routed_text, "routed job ad")
+
+
+def _clean(value: Value) -> Value:
+    """Strings in hook output must stay on one line: the router reads line by line."""
+    if isinstance(value, str):
+        return value.replace("\x00", "").replace("\r", " ").replace("\n", " ")
+    return value
+
+
+def format_attributes(attributes: Mapping[str, Value]) -> str:
+    """Old-syntax ``Name = value`` lines for the router; ``None`` prints ``undefined``."""
+    ad = classad2.ClassAd()
+    for name, value in attributes.items():
+        ad[name] = UNDEFINED if value is None else _clean(value)
+    return format_ad(ad)
+
+
+def format_ad(ad: classad2.ClassAd) -> str:
+    """Print a whole ad in old syntax, refusing anything the router could not read back."""
+    text = ad.printOld()
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) != len(ad):
+        raise HpcPullError("refusing to print an ad with a multi-line value")
+    parse_old_ad(text, "hook output")
+    return "".join(line + "\n" for line in lines)
+
+
+def router_print(ad: classad2.ClassAd) -> str:
+    """An ad exactly as the router's ``sPrintAd`` writes it: sorted ``Name = expr`` lines."""
+    lines = [line for line in ad.printOld().splitlines() if line.strip()]
+    return "".join(line + "\n" for line in sorted(lines, key=lambda s: s.split(" = ", 1)[0]))
+
+
+def string_attr(ad: classad2.ClassAd, name: str, default: str = "") -> str:
+    """A string attribute, or ``default`` when absent or not a string."""
+    value = ad.get(name)
+    return value if isinstance(value, str) else default
+
+
+def number_attr(ad: classad2.ClassAd, name: str, default: float = 0.0) -> float:
+    """A numeric attribute evaluated in the ad (expressions allowed), or ``default``."""
+    try:
+        value: Any = ad.eval(name) if name in ad else None
+    except Exception:  # noqa: BLE001 - an attribute that does not evaluate has no number
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return float(value)
+
+
+def int_attr(ad: classad2.ClassAd, name: str, default: int = 0) -> int:
+    return int(number_attr(ad, name, float(default)))

@@ -1,0 +1,179 @@
+"""One bulk batch-system query per period, shared by every hook process on the gateway.
+
+The router starts one UPDATE hook per routed job per poll; asking the batch system per
+job is what HPC admins complain about (BLAHP).  The first hook that finds the snapshot
+older than HPCPULL_STATUS_MAX_AGE refreshes it under an exclusive lock; the others wait
+for it or read the result.  A failed query is stored as a failed snapshot, so a dead
+controller is not hammered either; readers treat it as "no news", never as "finished".
+
+Files are trusted only when written by root, the condor user or the reader itself:
+a snapshot written by user A is never believed by user B.  Hooks of ordinary users
+therefore share one query per user; the schedd cron poller (running as condor) makes
+it one query per gateway.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pwd
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from .lrms.base import BatchJobStatus, LrmsError
+
+Refresh = Callable[[], "dict[str, BatchJobStatus]"]
+
+
+@dataclass
+class Snapshot:
+    taken_at: float
+    ok: bool
+    error: str = ""
+    jobs: dict[str, BatchJobStatus] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "taken_at": self.taken_at,
+                "ok": self.ok,
+                "error": self.error,
+                "jobs": {k: v.to_dict() for k, v in self.jobs.items()},
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Snapshot:
+        data = json.loads(text)
+        return cls(
+            taken_at=float(data["taken_at"]),
+            ok=bool(data["ok"]),
+            error=str(data.get("error", "")),
+            jobs={k: BatchJobStatus.from_dict(v) for k, v in data.get("jobs", {}).items()},
+        )
+
+
+def _trusted_uids() -> set[int]:
+    uids = {0, os.getuid()}
+    try:
+        uids.add(pwd.getpwnam("condor").pw_uid)
+    except KeyError:
+        pass
+    return uids
+
+
+def _is_service_user() -> bool:
+    """root or the condor user: their snapshot is the one everybody reads."""
+    if os.getuid() == 0:
+        return True
+    try:
+        return pwd.getpwnam("condor").pw_uid == os.getuid()
+    except KeyError:
+        return False
+
+
+class StatusCache:
+    """A snapshot file per batch system in ``directory``, refreshed at most every ``max_age`` s."""
+
+    def __init__(
+        self,
+        directory: Path,
+        name: str,
+        max_age: float,
+        refresh: Refresh,
+        clock: Callable[[], float] = time.time,
+        lock_wait: float = 60.0,
+    ) -> None:
+        self.directory = directory
+        self.name = name
+        self.max_age = max_age
+        self.refresh = refresh
+        self.clock = clock
+        self.lock_wait = lock_wait
+
+    @property
+    def shared_path(self) -> Path:
+        return self.directory / f"{self.name}.json"
+
+    @property
+    def own_path(self) -> Path:
+        """Where this process writes: the shared file for root/condor, else a per-user file."""
+        if _is_service_user():
+            return self.shared_path
+        return self.directory / f"{self.name}.{os.getuid()}.json"
+
+    def _read(self, path: Path) -> Optional[Snapshot]:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                if os.fstat(handle.fileno()).st_uid not in _trusted_uids():
+                    return None
+                return Snapshot.from_json(handle.read())
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _fresh(self, snap: Optional[Snapshot]) -> bool:
+        return snap is not None and 0 <= self.clock() - snap.taken_at < self.max_age
+
+    def _newest(self) -> Optional[Snapshot]:
+        snaps = [s for s in (self._read(self.shared_path), self._read(self.own_path)) if s]
+        return max(snaps, key=lambda s: s.taken_at) if snaps else None
+
+    def snapshot(self) -> Snapshot:
+        """A snapshot no older than max_age, or a failed one saying why there is none."""
+        current = self._newest()
+        if self._fresh(current):
+            assert current is not None
+            return current
+        try:
+            self.directory.mkdir(mode=0o1777, parents=True, exist_ok=True)
+            lock = open(self.own_path.with_suffix(".lock"), "a+")
+        except OSError as exc:
+            # No usable cache directory: still correct, just one query per hook.
+            return self._query(f"(uncached: {exc.strerror})")
+        with lock:
+            if not self._acquire(lock):
+                stale = current or Snapshot(taken_at=0.0, ok=False)
+                return Snapshot(stale.taken_at, False, "status refresh by another process is late")
+            current = self._newest()
+            if self._fresh(current):
+                assert current is not None
+                return current
+            snap = self._query("")
+            self._write(snap)
+            return snap
+
+    def _acquire(self, lock) -> bool:
+        deadline = time.monotonic() + self.lock_wait
+        while True:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.05)
+
+    def _query(self, note: str) -> Snapshot:
+        taken_at = self.clock()
+        try:
+            return Snapshot(taken_at, True, note, self.refresh())
+        except LrmsError as exc:
+            return Snapshot(taken_at, False, str(exc))
+
+    def _write(self, snap: Snapshot) -> None:
+        target = self.own_path
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{self.name}.")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(snap.to_json())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except (OSError, UnboundLocalError):
+                pass

@@ -1,0 +1,132 @@
+"""Submit a job's batch script exactly once, whatever happens to the hook processes.
+
+The state file in the job's control directory is the record; an exclusive lock
+serialises the hooks that change it.  Before calling the submit command we record a
+fresh submission token, which is also the batch job's name.  If a hook dies between
+the submit command returning and the id being recorded, the next one finds the token
+without an id and asks the batch system for a job of that name (and the job dir for
+the launcher's "started" file) before it would ever submit again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+from .jobdir import LOCK, STARTED, STATE, JobDir
+from .lrms.base import BatchSystem
+
+
+@dataclass
+class SubmissionState:
+    token: Optional[str] = None           # name of the batch job being / last submitted
+    batch_job_id: Optional[str] = None
+    submitted_at: Optional[float] = None
+    terminal_seen_at: Optional[float] = None  # first time the LRMS showed it ended w/o exit_status
+    missing_since: Optional[float] = None     # first time the LRMS no longer knew it
+    cleaned: bool = False
+
+
+def load_state(job: JobDir) -> SubmissionState:
+    try:
+        data = json.loads(job.file(STATE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return SubmissionState()
+    known = SubmissionState.__dataclass_fields__
+    return SubmissionState(**{k: v for k, v in data.items() if k in known})
+
+
+def save_state(job: JobDir, state: SubmissionState) -> None:
+    """Atomic and durable: a crash leaves either the old or the new state, never half."""
+    fd, tmp = tempfile.mkstemp(dir=job.control, prefix=".state.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(asdict(state), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, job.file(STATE))
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class JobLock:
+    """An exclusive flock on the job's lock file; ``acquired`` is False if it timed out."""
+
+    def __init__(self, job: JobDir, wait: float = 0.0) -> None:
+        self.path = job.file(LOCK)
+        self.wait = wait
+        self.acquired = False
+        self._handle = None
+
+    def __enter__(self) -> JobLock:
+        self._handle = open(self.path, "a+")
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.acquired = True
+                return self
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return self
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+def batch_job_name(source_job_id: str, token: str) -> str:
+    return f"hpcpull-{source_job_id}-{token}"
+
+
+def _started_batch_id(job: JobDir) -> Optional[str]:
+    try:
+        value = json.loads(job.file(STARTED).read_text(encoding="utf-8")).get("batch_job_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(value) if value else None
+
+
+def recover(job: JobDir, state: SubmissionState, batch: BatchSystem, source_job_id: str) -> bool:
+    """After a crash between submit and record: adopt the job if it exists. Caller holds the lock."""
+    if state.batch_job_id or not state.token:
+        return bool(state.batch_job_id)
+    found = batch.find_by_name(batch_job_name(source_job_id, state.token)) or [
+        i for i in [_started_batch_id(job)] if i
+    ]
+    if found:
+        state.batch_job_id = found[0]
+        state.submitted_at = state.submitted_at or time.time()
+        save_state(job, state)
+        return True
+    return False
+
+
+def submit_once(job: JobDir, batch: BatchSystem, script: Path, source_job_id: str) -> str:
+    """Return the batch job id, submitting only if no job was ever submitted.
+
+    The caller holds the JobLock.  Errors from the batch system propagate (LrmsError).
+    """
+    state = load_state(job)
+    if recover(job, state, batch, source_job_id):
+        assert state.batch_job_id is not None
+        return state.batch_job_id
+    state.token = secrets.token_hex(6)
+    state.submitted_at = time.time()
+    save_state(job, state)  # recorded *before* submitting: see the module docstring
+    job_id = batch.submit(script, batch_job_name(source_job_id, state.token), job.path)
+    state.batch_job_id = job_id
+    save_state(job, state)
+    return job_id

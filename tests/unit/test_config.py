@@ -1,0 +1,108 @@
+"""condor_config.d loads with the real htcondor2.param reader, and every knob resolves."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from hpcpull.config import GLOBAL_KNOBS, ROUTE_KNOBS, Config
+from hpcpull.errors import ConfigError
+from tests.conftest import REPO
+
+CONFIG_D = REPO / "condor_config.d"
+ROUTE = "REQUIREMENTS WantHpc =?= true\nUNIVERSE VANILLA\nSET Requirements false"
+
+
+def param(config, *names):
+    """Read knobs in a fresh process, as a hook would (htcondor2 reads CONDOR_CONFIG once)."""
+    code = ("import json, sys, htcondor2; "
+            "print(json.dumps({n: htcondor2.param.get(n) for n in sys.argv[1:]}))")
+    env = dict(os.environ, CONDOR_CONFIG=str(config))
+    out = subprocess.run([sys.executable, "-c", code, *names], env=env, check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def write_config(tmp_path, *files, extra=""):
+    lines = [f"LOCAL_DIR = {tmp_path}"] + [f"include : {f}" for f in files] + [extra]
+    config = tmp_path / "condor_config"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def documented_defaults():
+    """Knob = value lines of 50-hpcpull.conf."""
+    text = (CONFIG_D / "50-hpcpull.conf").read_text()
+    return dict(re.findall(r"^(HPCPULL_[A-Z_]+) = ?(.*)$", text, re.M))
+
+
+def test_every_knob_is_documented_with_the_code_default():
+    documented = documented_defaults()
+    for knob, default in {**ROUTE_KNOBS, **GLOBAL_KNOBS}.items():
+        name = f"HPCPULL_{knob}"
+        assert name in documented, f"{name} missing from 50-hpcpull.conf"
+        if knob not in ("STATUS_CACHE_DIR", "ROUTE_NAMES"):  # these use $(...) macros
+            assert documented[name] == default, name
+
+
+def test_every_knob_has_a_comment_above_it():
+    lines = (CONFIG_D / "50-hpcpull.conf").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("HPCPULL_") and not line.startswith("HPCPULL_HOOK_"):
+            above = [x for x in lines[max(0, i - 4):i]]
+            assert any(x.startswith("#") for x in above), f"no comment above {line}"
+
+
+def test_shipped_files_load_and_hooks_resolve(tmp_path):
+    routes = tmp_path / "60-routes.conf"
+    routes.write_text((CONFIG_D / "60-hpcpull-routes.conf.example").read_text())
+    config = write_config(tmp_path, CONFIG_D / "50-hpcpull.conf", routes)
+    values = param(config, "JOB_ROUTER_HOOK_KEYWORD", "HPCPULL_HOOK_TRANSLATE_JOB",
+                   "HPCPULL_HOOK_UPDATE_JOB_INFO", "HPCPULL_HOOK_JOB_FINALIZE", "HPCPULL_HOOK_JOB_CLEANUP",
+                   "HPCPULL_ROUTE_NAMES", "JOB_ROUTER_ROUTE_Short", "HPCPULL_STATUS_CACHE_DIR",
+                   "HPCPULL_ATTRS_TO_COPY")
+    assert values["JOB_ROUTER_HOOK_KEYWORD"] == "HPCPULL"
+    assert values["HPCPULL_HOOK_TRANSLATE_JOB"] == "/usr/local/bin/hpcpull-translate"
+    assert values["HPCPULL_HOOK_JOB_CLEANUP"] == "/usr/local/bin/hpcpull-cleanup"
+    assert values["HPCPULL_ROUTE_NAMES"] == "Short Long"
+    assert "SET Requirements false" in values["JOB_ROUTER_ROUTE_Short"]
+    assert values["HPCPULL_STATUS_CACHE_DIR"] == f"{tmp_path}/lib/hpcpull/status"
+
+
+def test_route_overrides_and_defaults_through_param(tmp_path):
+    routes = tmp_path / "60-routes.conf"
+    routes.write_text((CONFIG_D / "60-hpcpull-routes.conf.example").read_text())
+    config = write_config(tmp_path, CONFIG_D / "50-hpcpull.conf", routes)
+    knobs = ["JOB_ROUTER_ROUTE_NAMES", "HPCPULL_ROUTE_NAMES", "JOB_ROUTER_ROUTE_Short", "JOB_ROUTER_ROUTE_Long"]
+    knobs += [f"HPCPULL_{k}" for k in {**ROUTE_KNOBS, **GLOBAL_KNOBS}]
+    knobs += [f"HPCPULL_ROUTE_{r}_{k}" for r in ("Short", "Long") for k in ROUTE_KNOBS]
+    values = param(config, *knobs)
+    cfg = Config(lambda name: values.get(name))
+    short, long_ = cfg.route("Short"), cfg.route("Long")
+    assert (short.partition, short.default_walltime_s, short.account) == ("short", 3600, "")
+    assert (long_.partition, long_.account, long_.extra_directives) == ("long", "htc", ("--qos=htc",))
+    assert short.lrms == "slurm" and short.template_name == "slurm/job.sh.j2"
+    gateway = cfg.gateway()
+    assert gateway.route_names == ("Short", "Long") and gateway.status_max_age_s == 30
+    assert cfg.is_hpcpull_route("short") and not cfg.is_hpcpull_route("Other")
+
+
+@pytest.mark.parametrize("knob,value,message", [
+    ("HPCPULL_LRMS", "condor", "supported are slurm"),
+    ("HPCPULL_SCRATCH_ROOT", "relative/dir", "absolute path"),
+    ("HPCPULL_SCRATCH_ROOT", "/scratch/$(whoami)", "absolute path"),
+    ("HPCPULL_KEEP_JOB_DIRS", "maybe", "not a boolean"),
+    ("HPCPULL_DEFAULT_WALLTIME", "1h", "not a number"),
+])
+def test_bad_knobs_are_clear_config_errors(knob, value, message):
+    values = {"JOB_ROUTER_ROUTE_R": ROUTE, knob: value}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Config(values.get).route("R")
+
+
+def test_unknown_route_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown route 'Nope'"):
+        Config({}.get).route("Nope")
