@@ -1,0 +1,349 @@
+"""What every batch system (LRMS) adapter offers: submit, status, cancel, hold, release.
+
+One module per batch system (as Parsl's providers do); each subclasses :class:`BatchSystem`
+and runs the system's own client commands through :meth:`BatchSystem._run`, which bounds
+every call by a timeout: a client talking to a dead controller may hang for a long time.
+
+Errors are :class:`LrmsError`, which keeps the command, its output and its exit status,
+and says whether retrying later may help (``transient``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+from ..errors import HpcPullError
+
+
+class BatchState(str, Enum):
+    """A batch job's state, common to all batch systems (the native one is kept beside it)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUSPENDED = "SUSPENDED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMEOUT = "TIMEOUT"
+    NODE_FAIL = "NODE_FAIL"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    PREEMPTED = "PREEMPTED"
+    BOOT_FAIL = "BOOT_FAIL"
+    DEADLINE = "DEADLINE"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_active(self) -> bool:
+        """Waiting for, or holding, an allocation: the job may still run or is running."""
+        return self in _ACTIVE
+
+    @property
+    def is_terminal(self) -> bool:
+        """The batch job has ended and will not run again (UNKNOWN is neither active nor terminal)."""
+        return self is not BatchState.UNKNOWN and self not in _ACTIVE
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_ACTIVE = frozenset({BatchState.PENDING, BatchState.RUNNING, BatchState.SUSPENDED})
+
+
+@dataclass(frozen=True)
+class BatchJobStatus:
+    """One batch job as the batch system reports it.
+
+    Times are epoch seconds.  ``start_time`` is None while the job waits (a batch system's
+    *expected* start is not a start); ``end_time``, ``exit_code`` and ``exit_signal`` are
+    only set once the job is terminal.  A job killed by a signal has ``exit_signal`` set
+    and usually ``exit_code`` None.
+    """
+
+    job_id: str
+    state: BatchState
+    native_state: str
+    reason: str = ""
+    start_time: Optional[int] = None
+    end_time: Optional[int] = None
+    exit_code: Optional[int] = None
+    exit_signal: Optional[int] = None
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (``state`` as its string value)."""
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BatchJobStatus:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored, an unknown state becomes UNKNOWN.
+
+        Raises ValueError when a required field is missing or a field has the wrong type
+        (e.g. a damaged cache file).
+        """
+        try:
+            job_id = d["job_id"]
+            state_value = d["state"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"batch job status lacks {exc}") from None
+        if not isinstance(job_id, str) or not job_id:
+            raise ValueError(f"batch job status: bad job_id {job_id!r}")
+        try:
+            state = BatchState(state_value)
+        except ValueError:
+            state = BatchState.UNKNOWN
+
+        def text(key: str) -> str:
+            value = d.get(key, "")
+            if value is None:
+                return ""
+            if not isinstance(value, str):
+                raise ValueError(f"batch job status: {key} is not a string: {value!r}")
+            return value
+
+        def number(key: str) -> Optional[int]:
+            value = d.get(key)
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"batch job status: {key} is not an integer: {value!r}")
+            return value
+
+        return cls(
+            job_id=job_id,
+            state=state,
+            native_state=text("native_state") or str(state_value),
+            reason=text("reason"),
+            start_time=number("start_time"),
+            end_time=number("end_time"),
+            exit_code=number("exit_code"),
+            exit_signal=number("exit_signal"),
+            name=text("name"),
+        )
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Collapse whitespace (newlines included) so ``text`` fits on one log line."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+class LrmsError(HpcPullError):
+    """A batch command failed.
+
+    Keeps ``command``, ``stdout``, ``stderr`` and ``returncode`` (None when the command
+    did not finish: timeout, could not be started).  ``transient`` says whether retrying
+    later may help (timeouts, controller unreachable) as opposed to a refusal (invalid
+    partition, bad account).  ``str(err)`` is one line, e.g.
+    ``sbatch failed (rc=1): Batch job submission failed: Invalid partition name specified``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: Sequence[str] = (),
+        stdout: str = "",
+        stderr: str = "",
+        returncode: Optional[int] = None,
+        transient: bool = False,
+    ) -> None:
+        self.message = one_line(message)
+        super().__init__(self.message)
+        self.command = list(command)
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode = returncode
+        self.transient = transient
+
+    @classmethod
+    def from_completed(
+        cls, proc: subprocess.CompletedProcess[str], transient: bool, detail: str = ""
+    ) -> LrmsError:
+        """The error for a command that ran and failed: "<prog> failed (rc=N): <detail>".
+
+        ``detail`` defaults to the last line of stderr (or stdout) without the
+        "<prog>: error: " prefix.
+        """
+        argv = [str(a) for a in proc.args] if isinstance(proc.args, (list, tuple)) else [str(proc.args)]
+        prog = command_name(argv)
+        detail = detail or last_message(proc.stderr, prog) or last_message(proc.stdout, prog)
+        message = f"{prog} failed (rc={proc.returncode})"
+        if detail:
+            message += f": {detail}"
+        return cls(
+            message,
+            command=argv,
+            stdout=proc.stdout or "",
+            stderr=proc.stderr or "",
+            returncode=proc.returncode,
+            transient=transient,
+        )
+
+    def __reduce__(self) -> Any:  # keep the attributes through pickling (multiprocessing, logging)
+        return (
+            _rebuild_lrms_error,
+            (self.message, self.command, self.stdout, self.stderr, self.returncode, self.transient),
+        )
+
+
+def _rebuild_lrms_error(
+    message: str, command: list[str], stdout: str, stderr: str, returncode: Optional[int], transient: bool
+) -> LrmsError:
+    return LrmsError(
+        message, command=command, stdout=stdout, stderr=stderr, returncode=returncode, transient=transient
+    )
+
+
+def command_name(argv: Sequence[str]) -> str:
+    return os.path.basename(argv[0]) if argv else "command"
+
+
+def last_message(text: Optional[str], prog: str = "") -> str:
+    """The last non-empty line of a command's output, without a "<prog>: error: " prefix."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = lines[-1]
+    for prefix in (f"{prog}: error: ", f"{prog}: fatal: ", f"{prog}: "):
+        if prog and line.startswith(prefix):
+            line = line[len(prefix):]
+            break
+    return one_line(line)
+
+
+def _as_text(data: Union[str, bytes, None]) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, bytes):
+        return data.decode("utf-8", errors="replace")
+    return data
+
+
+class BatchSystem(ABC):
+    """A batch system reached through its client commands, run with ``env``.
+
+    Every command is bounded by ``timeout`` seconds; a timeout, or a command that cannot
+    be started, raises ``LrmsError(transient=True)``.
+    """
+
+    name: str = ""
+    # Case-insensitive substrings of a failed command's output that mean "try again later".
+    transient_markers: tuple[str, ...] = ()
+
+    def __init__(self, env: Mapping[str, str], timeout: float = 30.0) -> None:
+        self.env: dict[str, str] = dict(env)
+        self.timeout = float(timeout)
+        self._accounting: Optional[bool] = None
+
+    # --- the interface -------------------------------------------------------------
+
+    @abstractmethod
+    def submit(self, script: Path, job_name: str, workdir: Path) -> str:
+        """Submit ``script`` as ``job_name``, running in ``workdir``; return the batch job id.
+
+        If this raises a transient LrmsError the job may or may not have been submitted
+        (e.g. a timeout after the controller accepted it): use :meth:`find_by_name`.
+        """
+
+    @abstractmethod
+    def bulk_status(self) -> dict[str, BatchJobStatus]:
+        """All jobs the caller can see (all users), recently finished ones included, by id.
+
+        One command, whatever the number of jobs.  A job missing here may still be known
+        to :meth:`job_status` (e.g. through accounting).
+        """
+
+    @abstractmethod
+    def job_status(self, job_id: str) -> Optional[BatchJobStatus]:
+        """Ask about one job; fall back to accounting when the batch system forgot it.
+
+        None means nobody knows the job (the batch system does not, and accounting does
+        not or is not available).  Raises LrmsError when that cannot be decided.
+        """
+
+    @abstractmethod
+    def find_by_name(self, job_name: str) -> list[str]:
+        """Ids of the jobs with exactly this name (still known, or in accounting if it works)."""
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job; cancelling a finished or unknown job is not an error."""
+
+    @abstractmethod
+    def hold(self, job_id: str) -> None:
+        """Keep a pending job from starting (may do nothing to a running job)."""
+
+    @abstractmethod
+    def release(self, job_id: str) -> None:
+        """Undo :meth:`hold`."""
+
+    def accounting_available(self) -> bool:
+        """Whether the accounting database answers; probed once, then cached for this instance.
+
+        Raises LrmsError (not cached) when the probe cannot decide, e.g. it timed out.
+        """
+        if self._accounting is None:
+            self._accounting = self._probe_accounting()
+        return self._accounting
+
+    @abstractmethod
+    def _probe_accounting(self) -> bool:
+        """One probe of the accounting database (see :meth:`accounting_available`)."""
+
+    # --- helpers for subclasses ----------------------------------------------------
+
+    def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run one client command with ``self.env``, no stdin, output captured as text.
+
+        A non-zero exit status is returned, not raised: the caller knows which failures
+        are harmless.  A timeout or an OSError raises ``LrmsError(transient=True)``.
+        """
+        prog = command_name(argv)
+        try:
+            return subprocess.run(
+                argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                encoding="utf-8",
+                errors="replace",  # other users' job names need not be UTF-8
+                timeout=self.timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise LrmsError(
+                f"{prog} timed out after {self.timeout:g} s",
+                command=argv,
+                stdout=_as_text(exc.stdout),
+                stderr=_as_text(exc.stderr),
+                returncode=None,
+                transient=True,
+            ) from None
+        except OSError as exc:
+            raise LrmsError(
+                f"{prog} could not be run: {exc}", command=argv, returncode=None, transient=True
+            ) from None
+
+    def _is_transient(self, proc: subprocess.CompletedProcess[str]) -> bool:
+        """Whether a failed command's output says the batch system is only unreachable or busy."""
+        text = f"{proc.stdout or ''}\n{proc.stderr or ''}".lower()
+        return any(marker.lower() in text for marker in self.transient_markers)
+
+    def _failure(self, proc: subprocess.CompletedProcess[str], detail: str = "") -> LrmsError:
+        """The LrmsError for a failed command, classified with :meth:`_is_transient`."""
+        return LrmsError.from_completed(proc, self._is_transient(proc), detail)
+
+    def _checked(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        """:meth:`_run`, raising :meth:`_failure` on a non-zero exit status."""
+        proc = self._run(argv)
+        if proc.returncode != 0:
+            raise self._failure(proc)
+        return proc
