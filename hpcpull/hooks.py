@@ -1,0 +1,508 @@
+"""The four condor_job_router hooks: TRANSLATE_JOB, UPDATE_JOB_INFO, JOB_FINALIZE, JOB_CLEANUP.
+
+Each ``<hook>(stdin_text, config)`` returns a HookResult; ``main_<hook>()`` wraps it for
+the executables in hooks/.  The protocol (what the router sends, what it does with each
+exit code) is in the routed-copy recipe; the exit codes are:
+
+============  =======================  =============================  ================
+hook          done                     cannot act now (retried)       malformed stdin
+============  =======================  =============================  ================
+TRANSLATE     0 (routed, or routed     1 (router yields the job and   2
+              to a hold for a bad job) retries ~15 s later)
+UPDATE        0                        0 (prints nothing: no news)    0
+FINALIZE      0 (never fails: a failing FINALIZE loses the user's terminate event)  0
+CLEANUP       0                        1 (router retries every poll)  0
+============  =======================  =============================  ================
+
+Problems are one line on stderr (the router copies it to JobRouterLog) and a line in
+the job's ``.hpcpull/hook.log``; nothing else is ever printed on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import classad2
+
+from . import jobdir as jd
+from .classads import (
+    MalformedInput,
+    Value,
+    format_ad,
+    format_attributes,
+    int_attr,
+    number_attr,
+    parse_finalize_input,
+    parse_old_ad,
+    parse_translate_input,
+    string_attr,
+)
+from .config import Config, GatewaySettings, RouteSettings, lrms_command_environment
+from .errors import ConfigError, HpcPullError, JobRejected
+from .jobstate import (
+    COMPLETED,
+    HELD,
+    IDLE,
+    REMOVED,
+    ExitRecord,
+    Hold,
+    Observation,
+    Phase,
+    hold_set,
+    transition,
+)
+from .lrms import get_batch_system
+from .lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
+from .schedd import gateway_schedd
+from .status_cache import StatusCache
+from .submission import JobLock, load_state, recover, save_state, submit_once
+
+# Source bookkeeping that must not leak into a (re-)routed copy (recipe pitfall 9).
+DROP_FROM_ROUTED = {
+    "managed", "managedmanager", "routedtojobid", "holdreason", "holdreasoncode",
+    "holdreasonsubcode", "holdcopiedfromtargetjob", "releasereason", "removereason",
+    "shadowbday", "jobcurrentstartdate", "lastjobstatus",
+}
+DROP_PREFIXES = ("lastrejmatch", "autocluster", "hpcpull")
+
+# HoldReasonSubCode values hpcpull uses (HoldReasonCode is HTCondor's where one fits, else 0).
+SUB_INVALID_JOB = 10
+SUB_SUBMIT_REFUSED = 11
+SUB_WALLTIME = 12
+SUB_MEMORY = 13
+SUB_NODE_FAILURE = 14
+SUB_PREEMPTED = 15
+SUB_CANCELLED = 16
+SUB_NO_EXIT_STATUS = 17
+SUB_VANISHED = 18
+SUB_JOB_DIR_MISSING = 19
+
+
+@dataclass
+class HookResult:
+    stdout: str = ""
+    exit_code: int = 0
+    messages: list[str] = field(default_factory=list)
+
+
+def _updates(attributes: dict[str, Value], *messages: str) -> HookResult:
+    return HookResult(format_attributes(attributes) if attributes else "", 0, list(messages))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _job_id(ad: classad2.ClassAd) -> str:
+    return f"{int_attr(ad, 'ClusterId')}.{int_attr(ad, 'ProcId')}"
+
+
+def _note(job: Optional[jd.JobDir], hook: str, message: str) -> None:
+    """One line per decision in the job's hook.log (read by `hpcpull status`)."""
+    if job is None or not job.control.is_dir():
+        return
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        with open(job.file(jd.HOOK_LOG), "a", encoding="utf-8") as log:
+            log.write(f"{stamp} {hook}: {message}\n")
+    except OSError:
+        pass
+
+
+def _routed_job_dir(copy: classad2.ClassAd) -> Optional[jd.JobDir]:
+    """The job dir TRANSLATE recorded, checked against the job it belongs to.
+
+    It must end in <Owner>/<ClusterId>/<ProcId> of the source job, so an edited
+    HpcPullJobDir can never make CLEANUP remove some other directory.
+    """
+    raw = string_attr(copy, "HpcPullJobDir")
+    if not raw:
+        return None
+    path = Path(raw)
+    expected = [string_attr(copy, "Owner"), *string_attr(copy, "RoutedFromJobId").split(".")]
+    if not path.is_absolute() or ".." in path.parts or list(path.parts[-3:]) != expected:
+        raise HpcPullError(f"HpcPullJobDir {raw!r} does not belong to this job")
+    return jd.JobDir(path)
+
+
+def _read_exit_record(job: jd.JobDir) -> Optional[ExitRecord]:
+    try:
+        return ExitRecord.from_dict(json.loads(job.file(jd.EXIT_STATUS).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # written atomically, so unreadable means not ours or damaged: ignore
+
+
+def _started_time(job: jd.JobDir) -> Optional[float]:
+    try:
+        return float(json.loads(job.file(jd.STARTED).read_text(encoding="utf-8"))["time"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _batch(route: RouteSettings, gateway: GatewaySettings) -> BatchSystem:
+    return get_batch_system(route.lrms, lrms_command_environment(gateway), gateway.command_timeout_s)
+
+
+def _status_cache(batch: BatchSystem, gateway: GatewaySettings) -> StatusCache:
+    return StatusCache(
+        gateway.status_cache_dir, f"{batch.name}-status", gateway.status_max_age_s, batch.bulk_status,
+        lock_wait=gateway.command_timeout_s + 5,
+    )
+
+
+def _format_walltime(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def hold_for_ended_job(copy: classad2.ClassAd, status: BatchJobStatus, lrms: str) -> Hold:
+    """A batch job that ended without an exit_status file: a reason a user can act on."""
+    job = f"batch job {status.job_id}"
+    where = f" on partition {string_attr(copy, 'HpcPullPartition')}" if string_attr(copy, "HpcPullPartition") else ""
+    native = f"({lrms} {status.native_state})"
+    state = status.state
+    if state is BatchState.TIMEOUT:
+        limit = number_attr(copy, "HpcPullWalltime")
+        wall = f" {_format_walltime(limit)}" if limit else ""
+        return Hold(f"hpcpull: {job} exceeded its walltime{wall}{where} {native}", 46, SUB_WALLTIME)
+    if state is BatchState.OUT_OF_MEMORY:
+        return Hold(f"hpcpull: {job} ran out of memory (request_memory = "
+                    f"{int_attr(copy, 'RequestMemory')} MB) {native}", 34, SUB_MEMORY)
+    if state in (BatchState.NODE_FAIL, BatchState.BOOT_FAIL):
+        return Hold(f"hpcpull: {job} failed because its node failed {native}", 0, SUB_NODE_FAILURE)
+    if state is BatchState.PREEMPTED:
+        return Hold(f"hpcpull: {job} was preempted {native}", 0, SUB_PREEMPTED)
+    if state is BatchState.CANCELLED:
+        return Hold(f"hpcpull: {job} was cancelled outside HTCondor {native}", 0, SUB_CANCELLED)
+    return Hold(
+        f"hpcpull: {job} ended {native} without writing its exit_status file; see "
+        f"{string_attr(copy, 'HpcPullJobDir')}/{jd.CONTROL_DIR}/{jd.BATCH_OUTPUT}",
+        0, SUB_NO_EXIT_STATUS,
+    )
+
+
+# --------------------------------------------------------------------------- TRANSLATE
+
+
+def _prepare_job_dir(source: classad2.ClassAd, route: RouteSettings, job: jd.JobDir, spool: str) -> None:
+    """Stage the input sandbox and write the control files; JobRejected for a bad job."""
+    from . import launcher
+    from .render import render_batch_script  # lazy: only TRANSLATE renders
+    from .sandbox import transfer_input_sandbox
+
+    owner_root = job.path.parent.parent
+    try:
+        owner_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        probe = owner_root / f".hpcpull-probe-{_job_id(source)}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"scratch root {owner_root} is not writable: {exc.strerror}") from None
+    try:
+        transfer_input_sandbox(
+            source, owner_root, link=route.link_inputs, spool_dirs=[Path(spool)] if spool else []
+        )
+    except JobRejected:
+        raise
+    except OSError as exc:
+        raise JobRejected(f"hpcpull: staging the input sandbox failed: {exc}", 13, 1) from None
+    job.control.mkdir(mode=0o700, exist_ok=True)
+    shutil.copyfile(launcher.__file__, job.file(jd.LAUNCHER))
+    job.file(jd.JOB_AD).write_text(format_ad(source), encoding="utf-8")
+    script = render_batch_script(source, route, job.path)
+    job.file(jd.BATCH_SCRIPT).write_text(script, encoding="utf-8")
+    job.file(jd.BATCH_SCRIPT).chmod(0o700)
+
+
+def translate(text: str, config: Config) -> HookResult:
+    route_ad, source = parse_translate_input(text)
+    name = route_ad["Name"]
+    if "JobUniverse" not in source:
+        raise MalformedInput("source job ad has no JobUniverse")
+    if not config.route_exists(name):
+        raise ConfigError(f"unknown route {name!r}: no JOB_ROUTER_ROUTE_{name} in the configuration")
+    if not config.is_hpcpull_route(name):
+        return HookResult(format_ad(source))  # another tool's route: hand the job over untouched
+    route = config.route(name)
+    routed = classad2.ClassAd()
+    for attr in source.keys():
+        low = attr.lower()
+        if low not in DROP_FROM_ROUTED and not low.startswith(DROP_PREFIXES):
+            routed[attr] = source.lookup(attr)
+    routed["Managed"] = "External"
+    routed["ManagedManager"] = "hpcpull"
+    routed["HpcPullSite"] = route.name
+    routed["HpcPullLrms"] = route.lrms
+    routed["HpcPullPriorWallClock"] = number_attr(source, "RemoteWallClockTime")
+    messages = []
+    try:
+        owner = string_attr(source, "Owner")
+        if not jd.valid_owner(owner):
+            raise JobRejected(f"hpcpull: Owner {owner!r} is not a valid user name", 0, SUB_INVALID_JOB)
+        job = jd.job_dir_for(route.scratch_root, owner, int_attr(source, "ClusterId"), int_attr(source, "ProcId"))
+        from .resources import resource_request
+
+        request = resource_request(source, route)
+        _prepare_job_dir(source, route, job, _spool_dir())
+        routed["HpcPullJobDir"] = str(job.path)
+        routed["HpcPullScript"] = str(job.file(jd.BATCH_SCRIPT))
+        if route.partition:
+            routed["HpcPullPartition"] = route.partition
+        if request.walltime_s:
+            routed["HpcPullWalltime"] = request.walltime_s
+        _note(job, "translate", f"route {route.name}: staged sandbox and rendered {jd.BATCH_SCRIPT}")
+    except JobRejected as rejected:
+        # The job itself is at fault: route it anyway so UPDATE holds it with this reason
+        # (a failing TRANSLATE would only leave it idle and retried forever).
+        routed["HpcPullRouteError"] = rejected.reason
+        routed["HpcPullRouteErrorCode"] = rejected.hold_code
+        routed["HpcPullRouteErrorSubCode"] = rejected.hold_subcode or SUB_INVALID_JOB
+        messages.append(f"job {_job_id(source)} will be held: {rejected.reason}")
+    return HookResult(format_ad(routed), 0, messages)
+
+
+def _spool_dir() -> str:
+    import htcondor2
+
+    return htcondor2.param.get("SPOOL") or ""
+
+
+# --------------------------------------------------------------------------- UPDATE
+
+
+def _observe(
+    job: jd.JobDir, copy: classad2.ClassAd, batch: BatchSystem, gateway: GatewaySettings, now: float
+) -> Observation:
+    """Where the batch job is.  Caller holds the job lock (state may be updated)."""
+    record = _read_exit_record(job)
+    if record is not None:
+        return Observation(Phase.FINISHED, exit=record)  # authoritative, whatever the LRMS says
+    state = load_state(job)
+    if not state.batch_job_id:
+        return Observation(Phase.UNKNOWN)
+    snap = _status_cache(batch, gateway).snapshot()
+    if not snap.ok:
+        return Observation(Phase.UNKNOWN)  # the LRMS is unreachable: no news is not bad news
+    status = snap.jobs.get(state.batch_job_id)
+    if status is None:
+        if snap.taken_at < (state.submitted_at or 0) + 1:
+            return Observation(Phase.UNKNOWN)  # snapshot older than the job
+        try:
+            status = batch.job_status(state.batch_job_id)  # not listed: ask about this job alone
+        except LrmsError:
+            return Observation(Phase.UNKNOWN)
+    if status is None:
+        state.missing_since = state.missing_since or now
+        save_state(job, state)
+        if now - state.missing_since < gateway.exit_file_grace_s:
+            return Observation(Phase.UNKNOWN)
+        return Observation(Phase.FAILED, hold=Hold(
+            f"hpcpull: batch job {state.batch_job_id} disappeared from {batch.name} without "
+            f"writing its exit_status file", 0, SUB_VANISHED))
+    if status.state is BatchState.PENDING:
+        return Observation(Phase.PENDING)
+    if status.state.is_active:
+        return Observation(Phase.RUNNING, start=status.start_time or _started_time(job) or now)
+    # Ended without exit_status: the file may still be on its way over the shared
+    # filesystem, so wait HPCPULL_EXIT_FILE_GRACE before calling it a failure.
+    state.terminal_seen_at = state.terminal_seen_at or now
+    save_state(job, state)
+    if now - state.terminal_seen_at < gateway.exit_file_grace_s:
+        return Observation(Phase.UNKNOWN)
+    return Observation(Phase.FAILED, hold=hold_for_ended_job(copy, status, batch.name))
+
+
+def _cancel_if_alive(job: jd.JobDir, batch: BatchSystem, source_job_id: str) -> Optional[str]:
+    """Cancel the job's batch job unless it has finished.  Caller holds the job lock."""
+    if _read_exit_record(job) is not None:
+        return None
+    state = load_state(job)
+    recover(job, state, batch, source_job_id)  # a submit interrupted by a crash
+    if not state.batch_job_id:
+        return None
+    batch.cancel(state.batch_job_id)
+    return state.batch_job_id
+
+
+def update(text: str, config: Config, now: Optional[float] = None) -> HookResult:
+    now = time.time() if now is None else now
+    copy = parse_old_ad(text, "routed job ad")
+    route_name = string_attr(copy, "RouteName")
+    if not route_name or not config.is_hpcpull_route(route_name):
+        return HookResult()
+    status = int_attr(copy, "JobStatus")
+    if status == COMPLETED:
+        return HookResult()  # waiting for FINALIZE
+    rejected = string_attr(copy, "HpcPullRouteError")
+    if rejected:
+        if status == REMOVED:
+            return _updates({"Managed": "ScheddDone"})
+        if status == HELD:
+            return HookResult()
+        hold = Hold(rejected, int_attr(copy, "HpcPullRouteErrorCode"), int_attr(copy, "HpcPullRouteErrorSubCode"))
+        return _updates(hold_set(copy, hold, now), f"held: {rejected}")
+    route, gateway = config.route(route_name), config.gateway()
+    job = _routed_job_dir(copy)
+    batch = _batch(route, gateway)
+    source_job_id = string_attr(copy, "RoutedFromJobId")
+    if job is None or not job.control.is_dir():
+        if status in (HELD, REMOVED):
+            return _updates({"Managed": "ScheddDone"}) if status == REMOVED else HookResult()
+        return _updates(hold_set(copy, Hold(
+            f"hpcpull: job directory {string_attr(copy, 'HpcPullJobDir') or '(none)'} is missing",
+            0, SUB_JOB_DIR_MISSING), now))
+    with JobLock(job) as lock:
+        if not lock.acquired:
+            return HookResult()  # another hook is working on this job right now
+        if load_state(job).cleaned:
+            return HookResult()
+        if status == REMOVED:
+            # Someone removed the copy: stop the batch job and let the copy leave the queue.
+            cancelled = _cancel_if_alive(job, batch, source_job_id)
+            _note(job, "update", f"copy removed; cancelled batch job {cancelled}" if cancelled else "copy removed")
+            return _updates({"Managed": "ScheddDone"})
+        state = load_state(job)
+        if not state.batch_job_id and status == IDLE:
+            try:
+                job_id = submit_once(job, batch, job.file(jd.BATCH_SCRIPT), source_job_id)
+                _note(job, "update", f"submitted batch job {job_id}")
+            except LrmsError as exc:
+                _note(job, "update", f"submit failed: {exc}")
+                if exc.transient:
+                    return HookResult(messages=[f"submit deferred: {exc}"])
+                hold = Hold(f"hpcpull: {batch.name} refused the job: {exc}", 0, SUB_SUBMIT_REFUSED)
+                return _updates(hold_set(copy, hold, now), f"held: {hold.reason}")
+        seen = _observe(job, copy, batch, gateway, now)
+        state = load_state(job)
+    updates = transition(copy, seen, now)
+    if state.batch_job_id and state.batch_job_id != string_attr(copy, "HpcPullBatchJobId"):
+        updates["HpcPullBatchJobId"] = state.batch_job_id
+    if "JobStatus" in updates:
+        _note(job, "update", f"JobStatus {status} -> {updates['JobStatus']}"
+              + (f": {seen.hold.reason}" if seen.hold else ""))
+    return _updates(updates)
+
+
+# --------------------------------------------------------------------------- FINALIZE
+
+
+def finalize(text: str, config: Config, now: Optional[float] = None) -> HookResult:
+    now = time.time() if now is None else now
+    source, copy = parse_finalize_input(text)
+    if not config.is_hpcpull_route(string_attr(copy, "RouteName")):
+        return HookResult()
+    # The router never updates the source's EnteredCurrentStatus on completion.
+    updates: dict[str, Value] = {"EnteredCurrentStatus": int(number_attr(copy, "CompletionDate") or now)}
+    messages = []
+    job = None
+    try:
+        from .sandbox import transfer_output_sandbox
+
+        job = _routed_job_dir(copy)
+        if job is None:
+            raise HpcPullError("routed job has no HpcPullJobDir")
+        finished = source.__copy__() if hasattr(source, "__copy__") else parse_old_ad(format_ad(source))
+        for attr in ("ExitCode", "ExitBySignal", "ExitSignal"):
+            if attr in copy:
+                finished[attr] = copy.lookup(attr)
+        report = transfer_output_sandbox(finished, job.path, link=True)
+        errors = list(report.errors)
+        _note(job, "finalize", f"returned {len(report.returned)} output(s)"
+              + (f"; {len(errors)} problem(s): {'; '.join(errors)}" if errors else ""))
+    except Exception as exc:  # noqa: BLE001 - FINALIZE must not fail (see module doc)
+        errors = [str(exc) or type(exc).__name__]
+        _note(job, "finalize", f"output transfer failed: {errors[0]}")
+    if errors:
+        updates["HpcPullOutputErrors"] = "; ".join(errors)[:2000]
+        messages.append(f"job {string_attr(copy, 'RoutedFromJobId')}: output problems: {'; '.join(errors)}")
+    return _updates(updates, *messages)
+
+
+# --------------------------------------------------------------------------- CLEANUP
+
+
+def cleanup(text: str, config: Config) -> HookResult:
+    copy = parse_old_ad(text, "routed job ad")
+    route_name = string_attr(copy, "RouteName")
+    if not route_name or not config.is_hpcpull_route(route_name):
+        return HookResult()
+    route, gateway = config.route(route_name), config.gateway()
+    job = _routed_job_dir(copy) if not string_attr(copy, "HpcPullRouteError") else None
+    messages = []
+    if job is not None and job.control.is_dir():
+        with JobLock(job, wait=gateway.command_timeout_s) as lock:
+            if not lock.acquired:
+                return HookResult(exit_code=1, messages=["job is busy in another hook; will retry"])
+            try:
+                cancelled = _cancel_if_alive(job, _batch(route, gateway), string_attr(copy, "RoutedFromJobId"))
+            except LrmsError as exc:
+                _note(job, "cleanup", f"could not cancel the batch job, will retry: {exc}")
+                return HookResult(exit_code=1, messages=[f"cannot cancel batch job yet: {exc}"])
+            state = load_state(job)
+            state.cleaned = True
+            save_state(job, state)
+            _note(job, "cleanup", f"cancelled batch job {cancelled}" if cancelled else "nothing to cancel")
+        if not route.keep_job_dirs:
+            shutil.rmtree(job.path, ignore_errors=True)
+            try:
+                job.path.parent.rmdir()  # the <ClusterId> directory, once its last proc is gone
+            except OSError:
+                pass
+    outcome = gateway_schedd(gateway.schedd_double).hand_back(_job_id(copy))
+    _note(job if route.keep_job_dirs else None, "cleanup", outcome)
+    messages.append(outcome)
+    return HookResult(messages=messages)
+
+
+# --------------------------------------------------------------------------- entry points
+
+_MALFORMED_EXIT = {"translate": 2, "update": 0, "finalize": 0, "cleanup": 0}
+_FAILED_EXIT = {"translate": 1, "update": 0, "finalize": 0, "cleanup": 1}
+
+
+def run_hook(name: str, hook: Callable[[str, Config], HookResult], stdin: bytes) -> tuple[str, int, list[str]]:
+    """Run one hook on raw stdin; returns (stdout, exit code, stderr lines)."""
+    try:
+        text = stdin.decode("utf-8")
+        result = hook(text, Config())
+    except UnicodeDecodeError:
+        return "", _MALFORMED_EXIT[name], [f"hpcpull {name}: stdin is not UTF-8 text"]
+    except MalformedInput as exc:
+        return "", _MALFORMED_EXIT[name], [f"hpcpull {name}: malformed input: {exc}"]
+    except (ConfigError, HpcPullError, LrmsError) as exc:
+        return "", _FAILED_EXIT[name], [f"hpcpull {name}: {exc}"]
+    except Exception as exc:  # noqa: BLE001 - never let a traceback replace the one line
+        return "", _FAILED_EXIT[name], [f"hpcpull {name}: internal error: {type(exc).__name__}: {exc}"]
+    return result.stdout, result.exit_code, [f"hpcpull {name}: {m}" for m in result.messages]
+
+
+def _main(name: str, hook: Callable[[str, Config], HookResult]) -> int:
+    stdout, code, lines = run_hook(name, hook, sys.stdin.buffer.read())
+    sys.stdout.write(stdout)
+    sys.stdout.flush()
+    for line in lines:
+        print(line.replace("\n", " "), file=sys.stderr)
+    return code
+
+
+def main_translate() -> int:
+    return _main("translate", translate)
+
+
+def main_update() -> int:
+    return _main("update", update)
+
+
+def main_finalize() -> int:
+    return _main("finalize", finalize)
+
+
+def main_cleanup() -> int:
+    return _main("cleanup", cleanup)

@@ -1,0 +1,249 @@
+"""The hooks as the router runs them: real fixture bytes, bad input, exit codes, exactly-once submit."""
+
+import json
+import os
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import classad2
+import pytest
+
+from hpcpull.classads import parse_old_ad, parse_translate_input, router_print
+from hpcpull.jobdir import JobDir
+from hpcpull.submission import SubmissionState, batch_job_name, save_state
+from tests.conftest import FIXTURES
+from tests.integration.test_pipeline import make_job
+
+STDIN = FIXTURES / "router-stdin"
+
+
+def lines_parse(text):
+    return all(len(classad2.parseOne(line + "\n", classad2.ParserType.Old)) == 1
+               for line in text.splitlines() if line.strip())
+
+
+def squeue_names(router):
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%j"], env=router.slurm_env,
+                         capture_output=True, text=True, timeout=15)
+    return out.stdout.split()
+
+
+# ---------------------------------------------------------------- fixture bytes
+
+
+def test_other_tools_routes_pass_through_untouched(gateway):
+    """RcRoute exists in the config but is not an hpcpull route: echo, and no-ops."""
+    text = (STDIN / "translate.stdin").read_text().replace('"RcRoute"', '"Other"')
+    call = gateway.run_hook("translate", "78.0", text)
+    assert call.exit_code == 0 and lines_parse(call.stdout)
+    assert router_print(parse_old_ad(call.stdout)) == text.split("------\n", 1)[1]
+    for hook, name in (("update", "update-first"), ("finalize", "finalize"), ("cleanup", "cleanup")):
+        stdin = (STDIN / f"{name}.stdin").read_text().replace('RouteName = "RcRoute"', 'RouteName = "Other"')
+        call = gateway.run_hook(hook, "x", stdin)
+        assert (call.exit_code, call.stdout) == (0, ""), (hook, call.stderr)
+
+
+def test_translate_of_the_real_router_input(gateway, tmp_path):
+    """The captured TRANSLATE stdin, routed by hpcpull: the recipe's filter and additions."""
+    route_ad, source = parse_translate_input((STDIN / "translate.stdin").read_text())
+    home = tmp_path / "home" / "alice" / "jobs"
+    home.mkdir(parents=True)
+    text = (STDIN / "translate.stdin").read_text().replace('"RcRoute"', '"Slurm"')
+    text = text.replace("/home/alice/jobs", str(home))
+    # pretend a previous routing left bookkeeping behind (recipe pitfall 9)
+    text = text.replace("JobStatus = 1\n", 'JobStatus = 1\nManaged = "Schedd"\nRoutedToJobId = "9.0"\n'
+                        "ShadowBday = 5\nHoldReason = \"old\"\nLastJobStatus = 5\nHpcPullBatchJobId = \"77\"\n")
+    call = gateway.run_hook("translate", "78.0", text)
+    assert call.exit_code == 0, call.stderr
+    assert lines_parse(call.stdout)
+    routed = parse_old_ad(call.stdout)
+    assert routed["JobUniverse"] == 5
+    assert (routed["Managed"], routed["ManagedManager"]) == ("External", "hpcpull")
+    for dropped in ("RoutedToJobId", "ShadowBday", "HoldReason", "LastJobStatus", "HpcPullBatchJobId"):
+        assert dropped not in routed, dropped
+    assert routed["NumJobStarts"] == 0 and "JobRunCount" not in source or routed["JobRunCount"] == 0
+    job_dir = Path(routed["HpcPullJobDir"])
+    assert job_dir == gateway.scratch / "alice" / "78" / "0"
+    assert routed["HpcPullScript"] == str(job_dir / ".hpcpull" / "job.sh")
+    assert (job_dir / "sh").exists(), "Cmd /bin/sh is staged (transfer_executable defaults to true)"
+    assert oct(job_dir.stat().st_mode & 0o777) == "0o700"
+    assert "#SBATCH --partition=debug" in Path(routed["HpcPullScript"]).read_text()
+
+
+def test_simulated_copy_matches_the_real_routers_copy(gateway, tmp_path):
+    """Harness fidelity: an echoing TRANSLATE gives the attribute set the real router produced."""
+    _, source = parse_translate_input((STDIN / "translate.stdin").read_text())
+    real_copy = parse_old_ad((STDIN / "update-first.stdin").read_text())
+    job = gateway.submit(source)
+    routed = gateway.route(job, "Other")  # not an hpcpull route: TRANSLATE echoes
+    ours = gateway.jobs[routed.copy_id]
+    # the real router's copy also carries the Managed/ManagedManager the recipe's TRANSLATE printed
+    assert set(ours.keys()) | {"Managed", "ManagedManager"} == set(real_copy.keys())
+    for same in ("Requirements", "LeaveJobInQueue", "Remote_JobUniverse", "TotalSubmitProcs", "CompletionDate"):
+        assert str(ours.lookup(same)) == str(real_copy.lookup(same)), same
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("hook,code", [("translate", 2), ("update", 0), ("finalize", 0), ("cleanup", 0)])
+@pytest.mark.parametrize("stdin", ["", "garbage\n", "\xff\xfe binary", "[ Name = \"Slurm\" ]\nA = 1 +\n"])
+def test_malformed_stdin_gives_one_line_and_no_output(gateway, hook, code, stdin):
+    proc = subprocess.run(gateway.hook_command(hook), input=stdin.encode("latin-1"), capture_output=True,
+                          env=gateway.env, timeout=60)
+    assert proc.returncode == code
+    assert proc.stdout == b""
+    assert len(proc.stderr.decode().strip().splitlines()) == 1
+    assert proc.stderr.decode().startswith(f"hpcpull {hook}: ")
+
+
+def test_missing_job_universe_is_refused_without_output(gateway):
+    text = (STDIN / "translate.stdin").read_text().replace('"RcRoute"', '"Slurm"').replace("JobUniverse = 5\n", "")
+    call = gateway.run_hook("translate", "78.0", text)
+    assert (call.exit_code, call.stdout) == (2, "")
+    assert "no JobUniverse" in call.stderr
+
+
+def test_unknown_route_is_refused(gateway):
+    text = (STDIN / "translate.stdin").read_text()  # RcRoute is not configured on this gateway
+    call = gateway.run_hook("translate", "78.0", text)
+    assert (call.exit_code, call.stdout) == (1, "")
+    assert "unknown route 'RcRoute'" in call.stderr
+
+
+def test_unwritable_scratch_root_keeps_the_job_idle(gateway, tmp_path):
+    gateway.scratch.chmod(0o500)
+    blocker = gateway.scratch / os.environ.get("USER", "root")
+    try:
+        if os.geteuid() == 0:  # root ignores modes: make the owner directory a file instead
+            blocker.write_text("")
+        job = gateway.submit(make_job(tmp_path / "submit", "true\n"))
+        routed = gateway.route(job, "Slurm")
+        call = gateway.calls[-1]
+        assert call.exit_code == 1 and call.stdout == ""
+        assert "scratch root" in call.stderr and "not writable" in call.stderr
+        assert routed.copy_id is None and gateway.jobs[job]["Managed"] == "Schedd"
+    finally:
+        gateway.scratch.chmod(0o1777)
+        if blocker.is_file():
+            blocker.unlink()
+
+
+def test_missing_input_file_holds_the_job_with_the_reason(gateway, tmp_path):
+    job = gateway.submit(make_job(tmp_path / "submit", "true\n", TransferInput="nope.dat"))
+    gateway.route(job, "Slurm")
+    assert "nope.dat" in gateway.calls[-1].stderr
+    gateway.run_until(lambda r: r.jobs[job].get("JobStatus") == 5, timeout=30)
+    src = gateway.jobs[job]
+    assert "nope.dat" in src["HoldReason"] and src["HoldReasonCode"] == 13
+    assert not any(name.startswith(f"hpcpull-{job}") for name in squeue_names(gateway))
+
+
+def test_hostile_arguments_hold_the_job_instead_of_reaching_the_shell(gateway, tmp_path):
+    job = gateway.submit(make_job(tmp_path / "submit", "true\n", Arguments="unbalanced 'quote"))
+    gateway.route(job, "Slurm")
+    gateway.run_until(lambda r: r.jobs[job].get("JobStatus") == 5, timeout=30)
+    assert "quote" in gateway.jobs[job]["HoldReason"].lower()
+
+
+def test_sbatch_refusal_holds_the_job_with_slurms_message(gateway, tmp_path):
+    with open(gateway.config_path, "a") as config:
+        config.write("HPCPULL_ROUTE_Slurm_PARTITION = nosuchpartition\n")
+    job = gateway.submit(make_job(tmp_path / "submit", "true\n"))
+    gateway.route(job, "Slurm")
+    gateway.run_until(lambda r: r.jobs[job].get("JobStatus") == 5, timeout=30)
+    src = gateway.jobs[job]
+    assert "refused" in src["HoldReason"] and "Invalid partition" in src["HoldReason"]
+    assert src["HoldReasonSubCode"] == 11
+    gateway.poll()
+    assert sum(1 for c in gateway.calls if c.hook == "update" and "JobStatus" in c.stdout) == 1
+
+
+def test_job_that_leaves_slurm_without_exit_status_is_held(gateway, tmp_path):
+    # The payload kills the launcher: Slurm says the job ended, but no exit_status exists.
+    job = gateway.submit(make_job(tmp_path / "submit", "kill -9 $PPID\nsleep 1\n"))
+    gateway.route(job, "Slurm")
+    gateway.run_until(lambda r: r.jobs[job].get("JobStatus") == 5, timeout=60)
+    src = gateway.jobs[job]
+    assert "without writing its exit_status" in src["HoldReason"], src["HoldReason"]
+    assert src["HoldReasonSubCode"] == 17
+    assert "ExitCode" not in src or src.get("JobStatus") != 4
+
+
+# ---------------------------------------------------------------- exactly once
+
+
+def _routed_copy(gateway, tmp_path, script="sleep 2\n"):
+    job = gateway.submit(make_job(tmp_path / "submit", script))
+    routed = gateway.route(job, "Slurm")
+    return job, routed, gateway.jobs[routed.copy_id]
+
+
+def test_repeated_and_concurrent_updates_submit_once(gateway, tmp_path):
+    job, routed, copy = _routed_copy(gateway, tmp_path)
+    stdin = router_print(copy)
+    with ThreadPoolExecutor(8) as pool:
+        calls = list(pool.map(lambda _: gateway.run_hook("update", routed.copy_id, stdin), range(8)))
+    calls += [gateway.run_hook("update", routed.copy_id, stdin) for _ in range(3)]
+    assert all(c.exit_code == 0 for c in calls)
+    assert sum(name.startswith(f"hpcpull-{job}-") for name in squeue_names(gateway)) == 1
+    ids = {parse_old_ad(c.stdout)["HpcPullBatchJobId"] for c in calls if "HpcPullBatchJobId" in c.stdout}
+    assert len(ids) == 1
+
+
+def test_crash_between_sbatch_and_recording_the_id_is_repaired(gateway, tmp_path):
+    job, routed, copy = _routed_copy(gateway, tmp_path)
+    job_dir = JobDir(Path(copy["HpcPullJobDir"]))
+    # What a hook killed right after sbatch returned leaves behind: a token, a job, no id.
+    token = "0123456789ab"
+    save_state(job_dir, SubmissionState(token=token, submitted_at=time.time()))
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", f"--job-name={batch_job_name(job, token)}", f"--chdir={job_dir.path}",
+         str(job_dir.file("job.sh"))], env=gateway.slurm_env, capture_output=True, text=True, check=True)
+    batch_id = submitted.stdout.strip().split(";")[0]
+    call = gateway.run_hook("update", routed.copy_id, router_print(copy))
+    assert parse_old_ad(call.stdout)["HpcPullBatchJobId"] == batch_id
+    assert sum(name.startswith(f"hpcpull-{job}-") for name in squeue_names(gateway)) == 1
+    state = json.loads(job_dir.file("state.json").read_text())
+    assert state["batch_job_id"] == batch_id
+
+
+def test_crash_before_sbatch_submits_afresh(gateway, tmp_path):
+    job, routed, copy = _routed_copy(gateway, tmp_path)
+    job_dir = JobDir(Path(copy["HpcPullJobDir"]))
+    save_state(job_dir, SubmissionState(token="deadbeef0000", submitted_at=time.time()))
+    call = gateway.run_hook("update", routed.copy_id, router_print(copy))
+    assert "HpcPullBatchJobId" in call.stdout
+    names = [n for n in squeue_names(gateway) if n.startswith(f"hpcpull-{job}-")]
+    assert len(names) == 1 and not names[0].endswith("deadbeef0000")
+
+
+def test_cleanup_is_idempotent_and_hands_the_copy_back(gateway, tmp_path):
+    job, routed, copy = _routed_copy(gateway, tmp_path, "sleep 120\n")
+    gateway.run_until(lambda r: r.jobs[job].get("JobStatus") == 2, timeout=60)
+    stdin = router_print(gateway.jobs[routed.copy_id])
+    results = [gateway.run_hook("cleanup", routed.copy_id, stdin) for _ in range(3)]
+    assert [c.exit_code for c in results] == [0, 0, 0]
+    assert not Path(copy["HpcPullJobDir"]).exists()
+    edits = [json.loads(line) for line in (gateway.workdir / "schedd-double.jsonl").read_text().splitlines()]
+    assert {(e["job"], e["attr"], e["value"]) for e in edits} == {(routed.copy_id, "Managed", '"ScheddDone"')}
+
+
+def test_cleanup_retries_while_slurm_cannot_be_reached(gateway, tmp_path):
+    job, routed, copy = _routed_copy(gateway, tmp_path, "sleep 120\n")
+    gateway.run_until(lambda r: r.jobs[job].get("JobStatus") == 2, timeout=60)
+    stdin = router_print(gateway.jobs[routed.copy_id])
+    dead = tmp_path / "dead-slurm.conf"
+    # the same cluster, but a controller port nobody listens on
+    dead.write_text(Path(gateway.slurm_env["SLURM_CONF"]).read_text().replace("SlurmctldPort=", "SlurmctldPort=1"))
+    with open(gateway.config_path, "a") as config:
+        config.write(f"HPCPULL_LRMS_ENVIRONMENT = SLURM_CONF={dead}\nHPCPULL_COMMAND_TIMEOUT = 2\n")
+    call = gateway.run_hook("cleanup", routed.copy_id, stdin)
+    assert call.exit_code == 1 and "cannot cancel" in call.stderr
+    assert Path(copy["HpcPullJobDir"]).exists(), "nothing is removed while the batch job may still run"
+    with open(gateway.config_path, "a") as config:
+        config.write(f"HPCPULL_LRMS_ENVIRONMENT = SLURM_CONF={gateway.slurm_env['SLURM_CONF']}\n")
+    assert gateway.run_hook("cleanup", routed.copy_id, stdin).exit_code == 0
+    assert not Path(copy["HpcPullJobDir"]).exists()
