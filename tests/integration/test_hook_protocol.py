@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -236,8 +237,10 @@ def test_cleanup_retries_while_slurm_cannot_be_reached(gateway, tmp_path):
     gateway.run_until(lambda r: r.jobs[job].get("JobStatus") == 2, timeout=60)
     stdin = router_print(gateway.jobs[routed.copy_id])
     dead = tmp_path / "dead-slurm.conf"
-    # the same cluster, but a controller port nobody listens on
-    dead.write_text(Path(gateway.slurm_env["SLURM_CONF"]).read_text().replace("SlurmctldPort=", "SlurmctldPort=1"))
+    # the same cluster, but a controller port nobody listens on (the unused slurmdbd port)
+    conf = Path(gateway.slurm_env["SLURM_CONF"]).read_text()
+    port = int(re.search(r"^SlurmctldPort=(\d+)", conf, re.M).group(1))
+    dead.write_text(conf.replace(f"SlurmctldPort={port}", f"SlurmctldPort={port + 2}"))
     with open(gateway.config_path, "a") as config:
         config.write(f"HPCPULL_LRMS_ENVIRONMENT = SLURM_CONF={dead}\nHPCPULL_COMMAND_TIMEOUT = 2\n")
     call = gateway.run_hook("cleanup", routed.copy_id, stdin)
