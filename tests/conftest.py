@@ -68,3 +68,20 @@ def gateway(tmp_path: Path, slurm_env: dict[str, str]):
     router.scratch = scratch  # type: ignore[attr-defined]
     router.slurm_env = slurm_env  # type: ignore[attr-defined]
     return router
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite tests/golden/<lrms>/*.expected.sh from the current templates "
+        "(or set HPCPULL_UPDATE_GOLDEN=1)",
+    )
+
+
+@pytest.fixture(scope="session")
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden", default=False)) or (
+        os.environ.get("HPCPULL_UPDATE_GOLDEN", "") not in ("", "0")
+    )

@@ -1,0 +1,225 @@
+"""Job ad -> batch script, through Jinja2 templates.
+
+Templates are looked up in the site's directories (``HPCPULL_TEMPLATE_DIRS``, those
+that exist) before the packaged ones, so a site can replace a whole
+``<lrms>/job.sh.j2`` or a single partial under ``common/``.  Undefined variables fail
+the render (``StrictUndefined``) instead of silently producing an empty string.
+
+Quoting contract (see DESIGN.md, "Untrusted input"):
+
+* ``shquote`` is the only way a job-ad string reaches shell code.  It yields one bash
+  word that is always on a single line: plain values stay bare, others are
+  single-quoted, and values holding control characters (newline, CR, ...) use bash's
+  ``$'...'`` quoting with ``\\xHH`` escapes, so a job can never start a script line of
+  its own (no ``#SBATCH`` line can be smuggled in, even inside a quoted string).
+* ``directive`` is the only way a string reaches a batch directive line: it accepts
+  ``[A-Za-z0-9_.:,=+/@%-]+`` and rejects the job otherwise.  Numbers are ours.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import jobdir
+from .config import RouteSettings
+from .errors import ConfigError, JobRejected
+from .payload import JobAd, ad_value, payload_for
+from .resources import resource_request
+
+HOLD_SUBCODE_UNSAFE_VALUE = 15
+
+_SAFE_WORD = re.compile(r"[A-Za-z0-9_./:,+@%-]+\Z")  # bash gives these no meaning
+_NEEDS_ANSI_C = re.compile(r"[\x00-\x1f\x7f]")
+_DIRECTIVE = re.compile(r"[A-Za-z0-9_.:,=+/@%-]+\Z")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+# Variables bash reserves, that change how the wrapper itself behaves, or that the
+# wrapper uses: exporting them in the script would fail (readonly) or alter the wrapper,
+# so the templates hand them to the launcher (``--env NAME=VALUE``), which sets them for
+# the payload only.
+BASH_SPECIAL = frozenset(
+    """
+    BASHOPTS BASHPID BASH_ALIASES BASH_ARGC BASH_ARGV BASH_ARGV0 BASH_CMDS BASH_COMMAND
+    BASH_COMPAT BASH_ENV BASH_EXECUTION_STRING BASH_LINENO BASH_LOADABLES_PATH BASH_REMATCH
+    BASH_SOURCE BASH_SUBSHELL BASH_VERSINFO BASH_VERSION BASH_XTRACEFD CDPATH DIRSTACK ENV
+    EPOCHREALTIME EPOCHSECONDS EUID FUNCNAME GLOBIGNORE GROUPS HISTCMD IFS LINENO OLDPWD
+    OPTARG OPTERR OPTIND PIPESTATUS POSIXLY_CORRECT PPID PS4 PWD RANDOM SECONDS SHELLOPTS
+    SHLVL SRANDOM TMOUT UID _
+    hpcpull_python
+    """.split()
+)  # hpcpull_python: the wrapper's own variable (common/payload.sh.j2)
+
+# Control files, relative to the job directory (templates `cd` there first).
+FILES = {
+    "control_dir": jobdir.CONTROL_DIR,
+    "launcher": f"{jobdir.CONTROL_DIR}/{jobdir.LAUNCHER}",
+    "job_ad": f"{jobdir.CONTROL_DIR}/{jobdir.JOB_AD}",
+    "started": f"{jobdir.CONTROL_DIR}/{jobdir.STARTED}",
+    "exit_status": f"{jobdir.CONTROL_DIR}/{jobdir.EXIT_STATUS}",
+    "stdout": f"{jobdir.CONTROL_DIR}/{jobdir.STDOUT}",
+    "stderr": f"{jobdir.CONTROL_DIR}/{jobdir.STDERR}",
+    "batch_output": f"{jobdir.CONTROL_DIR}/{jobdir.BATCH_OUTPUT}",
+}
+
+# Informational job values offered to templates (always as strings, always via shquote).
+JOB_INFO_ATTRIBUTES = ("ClusterId", "ProcId", "Owner", "GlobalJobId")
+
+
+def packaged_template_dir() -> Path:
+    """``<package>/data/templates`` when installed, else ``<repo>/templates`` in a checkout."""
+    package = Path(__file__).resolve().parent
+    installed = package / "data" / "templates"
+    if installed.is_dir():
+        return installed
+    return package.parent / "templates"
+
+
+def template_search_path(route: RouteSettings) -> list[Path]:
+    """The route's existing site template directories, then the packaged one."""
+    return [d for d in route.template_dirs if d.is_dir()] + [packaged_template_dir()]
+
+
+def shquote(value: Any) -> str:
+    """``value`` as one bash word on one line (see the module docstring)."""
+    text = str(value)
+    if "\0" in text:
+        raise JobRejected(
+            f"value {text[:100]!r} contains a NUL character", hold_subcode=HOLD_SUBCODE_UNSAFE_VALUE
+        )
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise JobRejected(
+            f"value {text[:100]!r} is not valid text", hold_subcode=HOLD_SUBCODE_UNSAFE_VALUE
+        ) from None
+    if _SAFE_WORD.match(text):
+        return text
+    if not _NEEDS_ANSI_C.search(text):
+        return "'" + text.replace("'", "'\\''") + "'"
+    # $'...': escape backslash, quote, control and non-ASCII characters (as UTF-8 bytes,
+    # so the result is plain ASCII and independent of the locale bash runs in).
+    out = ["$'"]
+    for byte in encoded:
+        if byte in b"\\'":
+            out.append("\\" + chr(byte))
+        elif 0x20 <= byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\x{byte:02x}")
+    out.append("'")
+    return "".join(out)
+
+
+def directive(value: Any) -> str:
+    """``value`` if it is safe on a batch directive line, else the job is rejected."""
+    text = str(value)
+    if not _DIRECTIVE.match(text):
+        raise JobRejected(
+            f"{text[:100]!r} cannot be used on a batch directive line "
+            "(allowed: letters, digits and _.:,=+/@%-)",
+            hold_subcode=HOLD_SUBCODE_UNSAFE_VALUE,
+        )
+    return text
+
+
+def envname(value: Any) -> str:
+    """An environment variable name, checked again before it is written unquoted."""
+    text = str(value)
+    if not _ENV_NAME.match(text):
+        raise JobRejected(
+            f"{text[:100]!r} is not a valid environment variable name",
+            hold_subcode=HOLD_SUBCODE_UNSAFE_VALUE,
+        )
+    return text
+
+
+def slurm_time(seconds: Any) -> str:
+    """Seconds as Slurm's ``[D-]HH:MM:SS``, rounded up to whole minutes (Slurm's granularity)."""
+    minutes = max(1, -(-math.ceil(float(seconds)) // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}-{hours:02d}:{mins:02d}:00"
+    return f"{hours:02d}:{mins:02d}:00"
+
+
+def is_bash_special(name: Any) -> bool:
+    """Jinja test ``bash_special``: a name the wrapper shell must not export itself."""
+    return str(name) in BASH_SPECIAL or str(name).startswith("BASH")
+
+
+def jinja_environment(route: RouteSettings) -> jinja2.Environment:
+    """The Jinja2 environment for a route (shared by routes with the same search path)."""
+    return _environment(tuple(str(p) for p in template_search_path(route)))
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
+    # Cached so that compiled templates are reused in one process; FileSystemLoader
+    # still notices a template file that changed (auto_reload).
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(list(search_path)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(shquote=shquote, directive=directive, envname=envname, slurm_time=slurm_time)
+    env.tests["bash_special"] = is_bash_special
+    return env
+
+
+def _job_info(job_ad: JobAd) -> dict[str, str]:
+    info = {}
+    for name in JOB_INFO_ATTRIBUTES:
+        value = ad_value(job_ad, name)
+        info[name] = "" if value is None else str(value)
+    return info
+
+
+def template_context(job_ad: JobAd, route: RouteSettings, job_dir: Path) -> dict[str, Any]:
+    """The variables a batch script template sees (documented in templates/slurm/job.sh.j2)."""
+    if not job_dir.is_absolute():
+        raise ValueError(f"job_dir {job_dir} must be absolute")
+    return {
+        "job_dir": str(job_dir),
+        "control_dir": str(jobdir.JobDir(job_dir).control),
+        "files": dict(FILES),
+        "route": route.name,
+        "partition": route.partition,
+        "account": route.account,
+        "extra_directives": list(route.extra_directives),
+        "environment_setup": list(route.environment_setup),
+        "resources": resource_request(job_ad, route),
+        "map_request_disk": route.map_request_disk,
+        "payload": payload_for(job_ad),
+        "python": route.python,
+        "job": _job_info(job_ad),
+    }
+
+
+def render_batch_script(job_ad: JobAd, route: RouteSettings, job_dir: Path) -> str:
+    """The batch script for ``job_ad`` on ``route``, to run in ``job_dir``.
+
+    Raises JobRejected for a job that cannot be represented safely and ConfigError for a
+    broken template (missing, syntax error, or naming an undefined variable).
+    """
+    context = template_context(job_ad, route, job_dir)
+    name = route.template_name
+    try:
+        template = jinja_environment(route).get_template(name)
+        return template.render(context)
+    except jinja2.TemplateNotFound as exc:
+        searched = ", ".join(str(p) for p in template_search_path(route))
+        raise ConfigError(f"template {exc.name} not found (searched {searched})") from exc
+    except jinja2.UndefinedError as exc:
+        raise ConfigError(f"template {name}: {exc.message}") from exc
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from exc
