@@ -30,6 +30,7 @@ from typing import Callable, Optional
 
 import classad2
 
+from . import holds
 from . import jobdir as jd
 from .classads import (
     MalformedInput,
@@ -71,17 +72,6 @@ DROP_FROM_ROUTED = {
 }
 DROP_PREFIXES = ("lastrejmatch", "autocluster", "hpcpull")
 
-# HoldReasonSubCode values hpcpull uses (HoldReasonCode is HTCondor's where one fits, else 0).
-SUB_INVALID_JOB = 10
-SUB_SUBMIT_REFUSED = 11
-SUB_WALLTIME = 12
-SUB_MEMORY = 13
-SUB_NODE_FAILURE = 14
-SUB_PREEMPTED = 15
-SUB_CANCELLED = 16
-SUB_NO_EXIT_STATUS = 17
-SUB_VANISHED = 18
-SUB_JOB_DIR_MISSING = 19
 
 
 @dataclass
@@ -171,20 +161,21 @@ def hold_for_ended_job(copy: classad2.ClassAd, status: BatchJobStatus, lrms: str
     if state is BatchState.TIMEOUT:
         limit = number_attr(copy, "HpcPullWalltime")
         wall = f" {_format_walltime(limit)}" if limit else ""
-        return Hold(f"hpcpull: {job} exceeded its walltime{wall}{where} {native}", 46, SUB_WALLTIME)
+        reason = f"hpcpull: {job} exceeded its walltime{wall}{where} {native}"
+        return Hold(reason, holds.JOB_DURATION_EXCEEDED, holds.SUB_WALLTIME)
     if state is BatchState.OUT_OF_MEMORY:
         return Hold(f"hpcpull: {job} ran out of memory (request_memory = "
-                    f"{int_attr(copy, 'RequestMemory')} MB) {native}", 34, SUB_MEMORY)
+                    f"{int_attr(copy, 'RequestMemory')} MB) {native}", holds.JOB_OUT_OF_RESOURCES, holds.SUB_MEMORY)
     if state in (BatchState.NODE_FAIL, BatchState.BOOT_FAIL):
-        return Hold(f"hpcpull: {job} failed because its node failed {native}", 0, SUB_NODE_FAILURE)
+        return Hold(f"hpcpull: {job} failed because its node failed {native}", 0, holds.SUB_NODE_FAILURE)
     if state is BatchState.PREEMPTED:
-        return Hold(f"hpcpull: {job} was preempted {native}", 0, SUB_PREEMPTED)
+        return Hold(f"hpcpull: {job} was preempted {native}", 0, holds.SUB_PREEMPTED)
     if state is BatchState.CANCELLED:
-        return Hold(f"hpcpull: {job} was cancelled outside HTCondor {native}", 0, SUB_CANCELLED)
+        return Hold(f"hpcpull: {job} was cancelled outside HTCondor {native}", 0, holds.SUB_CANCELLED)
     return Hold(
         f"hpcpull: {job} ended {native} without writing its exit_status file; see "
         f"{string_attr(copy, 'HpcPullJobDir')}/{jd.CONTROL_DIR}/{jd.BATCH_OUTPUT}",
-        0, SUB_NO_EXIT_STATUS,
+        0, holds.SUB_NO_EXIT_STATUS,
     )
 
 
@@ -212,7 +203,8 @@ def _prepare_job_dir(source: classad2.ClassAd, route: RouteSettings, job: jd.Job
     except JobRejected:
         raise
     except OSError as exc:
-        raise JobRejected(f"hpcpull: staging the input sandbox failed: {exc}", 13, 1) from None
+        reason = f"hpcpull: staging the input sandbox failed: {exc}"
+        raise JobRejected(reason, holds.TRANSFER_INPUT_ERROR, exc.errno or 0) from None
     job.control.mkdir(mode=0o700, exist_ok=True)
     shutil.copyfile(launcher.__file__, job.file(jd.LAUNCHER))
     job.file(jd.JOB_AD).write_text(format_ad(source), encoding="utf-8")
@@ -245,7 +237,7 @@ def translate(text: str, config: Config) -> HookResult:
     try:
         owner = string_attr(source, "Owner")
         if not jd.valid_owner(owner):
-            raise JobRejected(f"hpcpull: Owner {owner!r} is not a valid user name", 0, SUB_INVALID_JOB)
+            raise JobRejected(f"hpcpull: Owner {owner!r} is not a valid user name", 0, holds.HOLD_SUBCODE_INVALID_JOB)
         job = jd.job_dir_for(route.scratch_root, owner, int_attr(source, "ClusterId"), int_attr(source, "ProcId"))
         from .resources import resource_request
 
@@ -263,7 +255,7 @@ def translate(text: str, config: Config) -> HookResult:
         # (a failing TRANSLATE would only leave it idle and retried forever).
         routed["HpcPullRouteError"] = rejected.reason
         routed["HpcPullRouteErrorCode"] = rejected.hold_code
-        routed["HpcPullRouteErrorSubCode"] = rejected.hold_subcode or SUB_INVALID_JOB
+        routed["HpcPullRouteErrorSubCode"] = rejected.hold_subcode or holds.HOLD_SUBCODE_INVALID_JOB
         messages.append(f"job {_job_id(source)} will be held: {rejected.reason}")
     return HookResult(format_ad(routed), 0, messages)
 
@@ -305,7 +297,7 @@ def _observe(
             return Observation(Phase.UNKNOWN)
         return Observation(Phase.FAILED, hold=Hold(
             f"hpcpull: batch job {state.batch_job_id} disappeared from {batch.name} without "
-            f"writing its exit_status file", 0, SUB_VANISHED))
+            f"writing its exit_status file", 0, holds.SUB_VANISHED))
     if status.state is BatchState.PENDING:
         return Observation(Phase.PENDING)
     if status.state.is_active:
@@ -357,7 +349,7 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
             return _updates({"Managed": "ScheddDone"}) if status == REMOVED else HookResult()
         return _updates(hold_set(copy, Hold(
             f"hpcpull: job directory {string_attr(copy, 'HpcPullJobDir') or '(none)'} is missing",
-            0, SUB_JOB_DIR_MISSING), now))
+            0, holds.SUB_JOB_DIR_MISSING), now))
     with JobLock(job) as lock:
         if not lock.acquired:
             return HookResult()  # another hook is working on this job right now
@@ -377,7 +369,7 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
                 _note(job, "update", f"submit failed: {exc}")
                 if exc.transient:
                     return HookResult(messages=[f"submit deferred: {exc}"])
-                hold = Hold(f"hpcpull: {batch.name} refused the job: {exc}", 0, SUB_SUBMIT_REFUSED)
+                hold = Hold(f"hpcpull: {batch.name} refused the job: {exc}", 0, holds.SUB_SUBMIT_REFUSED)
                 return _updates(hold_set(copy, hold, now), f"held: {hold.reason}")
         seen = _observe(job, copy, batch, gateway, now)
         state = load_state(job)

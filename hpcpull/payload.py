@@ -23,12 +23,13 @@ import classad2
 
 from .errors import JobRejected
 
-# HoldReasonSubCode of the holds raised here (HoldReasonCode 0); see also
-# resources.HOLD_SUBCODE_RESOURCES and render.HOLD_SUBCODE_DIRECTIVE.
-HOLD_SUBCODE_COMMAND = 10
-HOLD_SUBCODE_ARGUMENTS = 11
-HOLD_SUBCODE_ENVIRONMENT = 12
-HOLD_SUBCODE_STREAMS = 13
+# HoldReasonSubCode of the holds raised here (HoldReasonCode 0); all codes: holds.py.
+from .holds import (
+    HOLD_SUBCODE_ARGUMENTS,
+    HOLD_SUBCODE_COMMAND,
+    HOLD_SUBCODE_ENVIRONMENT,
+    HOLD_SUBCODE_STREAMS,
+)
 
 NULL_FILE = "/dev/null"
 

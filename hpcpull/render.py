@@ -29,10 +29,9 @@ import jinja2
 from . import jobdir
 from .config import RouteSettings
 from .errors import ConfigError, JobRejected
+from .holds import HOLD_SUBCODE_UNSAFE_VALUE
 from .payload import JobAd, ad_value, payload_for
 from .resources import resource_request
-
-HOLD_SUBCODE_UNSAFE_VALUE = 15
 
 _SAFE_WORD = re.compile(r"[A-Za-z0-9_./:,+@%-]+\Z")  # bash gives these no meaning
 _NEEDS_ANSI_C = re.compile(r"[\x00-\x1f\x7f]")

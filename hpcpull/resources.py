@@ -29,9 +29,8 @@ from typing import Optional
 
 from .config import RouteSettings
 from .errors import JobRejected
+from .holds import HOLD_SUBCODE_RESOURCES
 from .payload import JobAd, ad_value
-
-HOLD_SUBCODE_RESOURCES = 14
 
 MAX_VALUE = 10**9
 

@@ -18,12 +18,12 @@ import fcntl
 import json
 import os
 import pwd
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from .atomicfile import write_atomically
 from .lrms.base import BatchJobStatus, LrmsError
 
 Refresh = Callable[[], "dict[str, BatchJobStatus]"]
@@ -165,15 +165,7 @@ class StatusCache:
             return Snapshot(taken_at, False, str(exc))
 
     def _write(self, snap: Snapshot) -> None:
-        target = self.own_path
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{self.name}.")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(snap.to_json())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
+            write_atomically(self.own_path, snap.to_json(), mode=0o644)
         except OSError:
-            try:
-                os.unlink(tmp)
-            except (OSError, UnboundLocalError):
-                pass
+            pass  # an unwritable cache costs extra queries, never correctness

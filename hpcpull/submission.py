@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import secrets
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
+from .atomicfile import write_atomically
 from .jobdir import LOCK, STARTED, STATE, JobDir
 from .lrms.base import BatchSystem
 
@@ -45,19 +44,7 @@ def load_state(job: JobDir) -> SubmissionState:
 
 def save_state(job: JobDir, state: SubmissionState) -> None:
     """Atomic and durable: a crash leaves either the old or the new state, never half."""
-    fd, tmp = tempfile.mkstemp(dir=job.control, prefix=".state.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(asdict(state), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, job.file(STATE))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomically(job.file(STATE), json.dumps(asdict(state)))
 
 
 class JobLock:

@@ -11,6 +11,7 @@ from pathlib import Path
 import classad2
 import pytest
 
+from hpcpull import holds
 from hpcpull.classads import parse_old_ad, parse_translate_input, router_print
 from hpcpull.jobdir import JobDir
 from hpcpull.submission import SubmissionState, batch_job_name, save_state
@@ -157,7 +158,7 @@ def test_sbatch_refusal_holds_the_job_with_slurms_message(gateway, tmp_path):
     gateway.run_until(lambda r: r.jobs[job].get("JobStatus") == 5, timeout=30)
     src = gateway.jobs[job]
     assert "refused" in src["HoldReason"] and "Invalid partition" in src["HoldReason"]
-    assert src["HoldReasonSubCode"] == 11
+    assert src["HoldReasonSubCode"] == holds.SUB_SUBMIT_REFUSED
     gateway.poll()
     assert sum(1 for c in gateway.calls if c.hook == "update" and "JobStatus" in c.stdout) == 1
 
@@ -169,7 +170,7 @@ def test_job_that_leaves_slurm_without_exit_status_is_held(gateway, tmp_path):
     gateway.run_until(lambda r: r.jobs[job].get("JobStatus") == 5, timeout=60)
     src = gateway.jobs[job]
     assert "without writing its exit_status" in src["HoldReason"], src["HoldReason"]
-    assert src["HoldReasonSubCode"] == 17
+    assert src["HoldReasonSubCode"] == holds.SUB_NO_EXIT_STATUS
     assert "ExitCode" not in src or src.get("JobStatus") != 4
 
 
