@@ -234,6 +234,7 @@ def translate(text: str, config: Config) -> HookResult:
     routed["HpcPullLrms"] = route.lrms
     routed["HpcPullPriorWallClock"] = number_attr(source, "RemoteWallClockTime")
     messages = []
+    job: Optional[jd.JobDir] = None
     try:
         owner = string_attr(source, "Owner")
         if not jd.valid_owner(owner):
@@ -256,6 +257,8 @@ def translate(text: str, config: Config) -> HookResult:
         routed["HpcPullRouteError"] = rejected.reason
         routed["HpcPullRouteErrorCode"] = rejected.hold_code
         routed["HpcPullRouteErrorSubCode"] = rejected.hold_subcode or holds.HOLD_SUBCODE_INVALID_JOB
+        if job is not None:
+            shutil.rmtree(job.path, ignore_errors=True)  # a sandbox staged before the refusal
         messages.append(f"job {_job_id(source)} will be held: {rejected.reason}")
     return HookResult(format_ad(routed), 0, messages)
 

@@ -150,6 +150,17 @@ def test_hostile_arguments_hold_the_job_instead_of_reaching_the_shell(gateway, t
     assert "quote" in gateway.jobs[job]["HoldReason"].lower()
 
 
+def test_refusal_after_staging_leaves_no_job_directory(gateway, tmp_path):
+    # An environment name that cannot be exported is refused when the script is
+    # rendered, after the sandbox was staged.
+    job = gateway.submit(make_job(tmp_path / "submit", "true\n", Environment="BAD-NAME=1"))
+    routed = gateway.route(job, "Slurm")
+    assert "BAD-NAME" in gateway.calls[-1].stderr
+    assert "HpcPullJobDir" not in gateway.jobs[routed.copy_id]
+    cluster_dir = gateway.scratch / (os.environ.get("USER") or "root") / job.split(".")[0]
+    assert not (cluster_dir / "0").exists()
+
+
 def test_sbatch_refusal_holds_the_job_with_slurms_message(gateway, tmp_path):
     with open(gateway.config_path, "a") as config:
         config.write("HPCPULL_ROUTE_Slurm_PARTITION = nosuchpartition\n")
