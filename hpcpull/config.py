@@ -158,10 +158,13 @@ class Config:
             return value.strip()
         return self._raw(f"HPCPULL_{knob}", ROUTE_KNOBS[knob])
 
-    def gateway(self) -> GatewaySettings:
+    def _route_names(self) -> tuple[str, ...]:
         names = self.global_knob("ROUTE_NAMES") or (self._lookup("JOB_ROUTER_ROUTE_NAMES") or "")
+        return tuple(n for n in re.split(r"[\s,]+", names) if n)
+
+    def gateway(self) -> GatewaySettings:
         return GatewaySettings(
-            route_names=tuple(n for n in re.split(r"[\s,]+", names) if n),
+            route_names=self._route_names(),
             status_max_age_s=_as_float("HPCPULL_STATUS_MAX_AGE", self.global_knob("STATUS_MAX_AGE"), 1.0),
             status_cache_dir=_as_path("HPCPULL_STATUS_CACHE_DIR", self.global_knob("STATUS_CACHE_DIR")),
             command_timeout_s=_as_float("HPCPULL_COMMAND_TIMEOUT", self.global_knob("COMMAND_TIMEOUT"), 1.0),
@@ -174,7 +177,7 @@ class Config:
 
     def is_hpcpull_route(self, route: str) -> bool:
         """True if hpcpull serves this route (HPCPULL_ROUTE_NAMES, default: every route)."""
-        return route.lower() in (n.lower() for n in self.gateway().route_names)
+        return route.lower() in (n.lower() for n in self._route_names())
 
     def route_exists(self, route: str) -> bool:
         return self._lookup(f"JOB_ROUTER_ROUTE_{route}") is not None

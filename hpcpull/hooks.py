@@ -62,7 +62,7 @@ from .lrms import get_batch_system
 from .lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
 from .schedd import gateway_schedd
 from .status_cache import StatusCache
-from .submission import JobLock, load_state, recover, save_state, submit_once
+from .submission import JobLock, SubmissionState, load_state, recover, save_state, submit_once
 
 # Source bookkeeping that must not leak into a (re-)routed copy (recipe pitfall 9).
 DROP_FROM_ROUTED = {
@@ -273,13 +273,13 @@ def _spool_dir() -> str:
 
 
 def _observe(
-    job: jd.JobDir, copy: classad2.ClassAd, batch: BatchSystem, gateway: GatewaySettings, now: float
+    job: jd.JobDir, state: SubmissionState, copy: classad2.ClassAd, batch: BatchSystem,
+    gateway: GatewaySettings, now: float,
 ) -> Observation:
-    """Where the batch job is.  Caller holds the job lock (state may be updated)."""
+    """Where the batch job is.  Caller holds the job lock; ``state`` may be updated and saved."""
     record = _read_exit_record(job)
     if record is not None:
         return Observation(Phase.FINISHED, exit=record)  # authoritative, whatever the LRMS says
-    state = load_state(job)
     if not state.batch_job_id:
         return Observation(Phase.UNKNOWN)
     snap = _status_cache(batch, gateway).snapshot()
@@ -348,25 +348,28 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
     batch = _batch(route, gateway)
     source_job_id = string_attr(copy, "RoutedFromJobId")
     if job is None or not job.control.is_dir():
-        if status in (HELD, REMOVED):
-            return _updates({"Managed": "ScheddDone"}) if status == REMOVED else HookResult()
+        if status == REMOVED:
+            return _updates({"Managed": "ScheddDone"})
+        if status == HELD:
+            return HookResult()
         return _updates(hold_set(copy, Hold(
             f"hpcpull: job directory {string_attr(copy, 'HpcPullJobDir') or '(none)'} is missing",
             0, holds.SUB_JOB_DIR_MISSING), now))
     with JobLock(job) as lock:
         if not lock.acquired:
             return HookResult()  # another hook is working on this job right now
-        if load_state(job).cleaned:
+        state = load_state(job)
+        if state.cleaned:
             return HookResult()
         if status == REMOVED:
             # Someone removed the copy: stop the batch job and let the copy leave the queue.
             cancelled = _cancel_if_alive(job, batch, source_job_id)
             _note(job, "update", f"copy removed; cancelled batch job {cancelled}" if cancelled else "copy removed")
             return _updates({"Managed": "ScheddDone"})
-        state = load_state(job)
         if not state.batch_job_id and status == IDLE:
             try:
                 job_id = submit_once(job, batch, job.file(jd.BATCH_SCRIPT), source_job_id)
+                state = load_state(job)
                 _note(job, "update", f"submitted batch job {job_id}")
             except LrmsError as exc:
                 _note(job, "update", f"submit failed: {exc}")
@@ -374,8 +377,7 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
                     return HookResult(messages=[f"submit deferred: {exc}"])
                 hold = Hold(f"hpcpull: {batch.name} refused the job: {exc}", 0, holds.SUB_SUBMIT_REFUSED)
                 return _updates(hold_set(copy, hold, now), f"held: {hold.reason}")
-        seen = _observe(job, copy, batch, gateway, now)
-        state = load_state(job)
+        seen = _observe(job, state, copy, batch, gateway, now)
     updates = transition(copy, seen, now)
     if state.batch_job_id and state.batch_job_id != string_attr(copy, "HpcPullBatchJobId"):
         updates["HpcPullBatchJobId"] = state.batch_job_id
@@ -403,11 +405,10 @@ def finalize(text: str, config: Config, now: Optional[float] = None) -> HookResu
         job = _routed_job_dir(copy)
         if job is None:
             raise HpcPullError("routed job has no HpcPullJobDir")
-        finished = source.__copy__() if hasattr(source, "__copy__") else parse_old_ad(format_ad(source))
-        for attr in ("ExitCode", "ExitBySignal", "ExitSignal"):
+        for attr in ("ExitCode", "ExitBySignal", "ExitSignal"):  # for when_to_transfer_output
             if attr in copy:
-                finished[attr] = copy.lookup(attr)
-        report = transfer_output_sandbox(finished, job.path, link=True)
+                source[attr] = copy.lookup(attr)
+        report = transfer_output_sandbox(source, job.path, link=True)
         errors = list(report.errors)
         _note(job, "finalize", f"returned {len(report.returned)} output(s)"
               + (f"; {len(errors)} problem(s): {'; '.join(errors)}" if errors else ""))

@@ -86,7 +86,6 @@ class RoutedJob:
     copy_id: Optional[str] = None
     state: str = "submitted"  # submitted -> cleanup -> retired
     finalized: bool = False
-    translate_output: str = ""
 
 
 @dataclass
@@ -201,7 +200,6 @@ class RouterSim:
             self._yield(job_id, done=False)  # GracefullyRemoveJob; counted as a route failure
             routed.state = "retired"
             return routed
-        routed.translate_output = call.stdout
         if "JobUniverse" not in out:
             raise AssertionError("TRANSLATE output lacks JobUniverse: the real router would EXCEPT")
         self._submit_copy(routed, out)

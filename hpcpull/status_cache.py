@@ -57,23 +57,20 @@ class Snapshot:
         )
 
 
-def _trusted_uids() -> set[int]:
-    uids = {0, os.getuid()}
+def _service_uids() -> set[int]:
+    """root and the condor user: their snapshot is the one everybody reads."""
     try:
-        uids.add(pwd.getpwnam("condor").pw_uid)
+        return {0, pwd.getpwnam("condor").pw_uid}
     except KeyError:
-        pass
-    return uids
+        return {0}
+
+
+def _trusted_uids() -> set[int]:
+    return _service_uids() | {os.getuid()}
 
 
 def _is_service_user() -> bool:
-    """root or the condor user: their snapshot is the one everybody reads."""
-    if os.getuid() == 0:
-        return True
-    try:
-        return pwd.getpwnam("condor").pw_uid == os.getuid()
-    except KeyError:
-        return False
+    return os.getuid() in _service_uids()
 
 
 class StatusCache:
