@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from .atomicfile import write_atomically
-from .jobdir import LOCK, STARTED, STATE, JobDir
+from .jobdir import BATCH_OUTPUT, LOCK, STARTED, STATE, JobDir
 from .lrms.base import BatchSystem
 
 
@@ -113,7 +113,9 @@ def submit_once(job: JobDir, batch: BatchSystem, script: Path, source_job_id: st
     state.token = secrets.token_hex(6)
     state.submitted_at = time.time()
     save_state(job, state)  # recorded *before* submitting: see the module docstring
-    job_id = batch.submit(script, batch_job_name(source_job_id, state.token), job.path)
+    job_id = batch.submit(
+        script, batch_job_name(source_job_id, state.token), job.path, job.file(BATCH_OUTPUT)
+    )
     state.batch_job_id = job_id
     save_state(job, state)
     return job_id

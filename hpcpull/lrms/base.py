@@ -246,8 +246,12 @@ class BatchSystem(ABC):
     # --- the interface -------------------------------------------------------------
 
     @abstractmethod
-    def submit(self, script: Path, job_name: str, workdir: Path) -> str:
+    def submit(self, script: Path, job_name: str, workdir: Path, output: Path) -> str:
         """Submit ``script`` as ``job_name``, running in ``workdir``; return the batch job id.
+
+        ``output`` receives the script's own stdout and stderr (joined).  It is passed on
+        the command line because some submit commands override the script's directive
+        (the Torque ``qsub`` wrapper always does).
 
         If this raises a transient LrmsError the job may or may not have been submitted
         (e.g. a timeout after the controller accepted it): use :meth:`find_by_name`.
@@ -300,8 +304,8 @@ class BatchSystem(ABC):
 
     # --- helpers for subclasses ----------------------------------------------------
 
-    def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
-        """Run one client command with ``self.env``, no stdin, output captured as text.
+    def _run(self, argv: list[str], cwd: Optional[Path] = None) -> subprocess.CompletedProcess[str]:
+        """Run one client command with ``self.env`` (in ``cwd``), no stdin, output captured as text.
 
         A non-zero exit status is returned, not raised: the caller knows which failures
         are harmless.  A timeout or an OSError raises ``LrmsError(transient=True)``.
@@ -311,6 +315,7 @@ class BatchSystem(ABC):
             return subprocess.run(
                 argv,
                 env=self.env,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 encoding="utf-8",
@@ -341,9 +346,9 @@ class BatchSystem(ABC):
         """The LrmsError for a failed command, classified with :meth:`_is_transient`."""
         return LrmsError.from_completed(proc, self._is_transient(proc), detail)
 
-    def _checked(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    def _checked(self, argv: list[str], cwd: Optional[Path] = None) -> subprocess.CompletedProcess[str]:
         """:meth:`_run`, raising :meth:`_failure` on a non-zero exit status."""
-        proc = self._run(argv)
+        proc = self._run(argv, cwd)
         if proc.returncode != 0:
             raise self._failure(proc)
         return proc

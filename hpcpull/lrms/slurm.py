@@ -232,10 +232,11 @@ class SlurmBatchSystem(BatchSystem):
             raise ValueError(f"batch job name must match [A-Za-z0-9_.-]+: {job_name!r}")
         return job_name
 
-    def submit(self, script: Path, job_name: str, workdir: Path) -> str:
+    def submit(self, script: Path, job_name: str, workdir: Path, output: Path) -> str:
         self._check_job_name(job_name)
         proc = self._checked([
-            "sbatch", "--parsable", f"--job-name={job_name}", f"--chdir={workdir}", _path_arg(script),
+            "sbatch", "--parsable", f"--job-name={job_name}", f"--chdir={workdir}", f"--output={output}",
+            _path_arg(script),
         ])
         job_id = parse_sbatch_output(proc.stdout)
         if job_id is None:

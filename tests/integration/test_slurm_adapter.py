@@ -7,7 +7,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import pytest
 
@@ -26,8 +26,8 @@ def batch(slurm_env: dict[str, str]) -> Iterator[SlurmBatchSystem]:
     submitted: list[str] = []
     real_submit = system.submit
 
-    def submit(script: Path, job_name: str, workdir: Path) -> str:
-        job_id = real_submit(script, job_name, workdir)
+    def submit(script: Path, job_name: str, workdir: Path, output: Optional[Path] = None) -> str:
+        job_id = real_submit(script, job_name, workdir, output or workdir / f"{job_name}.out")
         submitted.append(job_id)
         return job_id
 
@@ -83,9 +83,9 @@ def test_submit_poll_and_exit_codes(
     commands: list[list[str]] = []
     real_run = batch._run
 
-    def counting_run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    def counting_run(argv: list[str], cwd: Optional[Path] = None) -> subprocess.CompletedProcess[str]:
         commands.append(argv)
-        return real_run(argv)
+        return real_run(argv, cwd)
 
     monkeypatch.setattr(batch, "_run", counting_run)
     polls = 0

@@ -463,7 +463,7 @@ class FakeSlurm(SlurmBatchSystem):
         self.answers = answers
         self.calls: list[list[str]] = []
 
-    def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    def _run(self, argv: list[str], cwd: Optional[Path] = None) -> subprocess.CompletedProcess[str]:
         self.calls.append(argv)
         line = " ".join(argv)
         for prefix, (rc, out, err) in self.answers.items():
@@ -476,7 +476,7 @@ class FakeSlurm(SlurmBatchSystem):
 def test_bad_job_names_are_refused_before_running_anything(name: str) -> None:
     batch = FakeSlurm({})
     with pytest.raises(ValueError):
-        batch.submit(Path("/w/job.sh"), name, Path("/w"))
+        batch.submit(Path("/w/job.sh"), name, Path("/w"), Path("/w/out"))
     with pytest.raises(ValueError):
         batch.find_by_name(name)
     assert batch.calls == []
@@ -493,11 +493,13 @@ def test_bad_job_ids_are_refused(job_id: str) -> None:
 
 def test_submit_command_and_id() -> None:
     batch = FakeSlurm({"sbatch": (0, "12;private\n", "")})
-    assert batch.submit(Path("/w/job.sh"), "hpcpull-1.0-ab12", Path("/w")) == "12"
-    assert batch.calls == [["sbatch", "--parsable", "--job-name=hpcpull-1.0-ab12", "--chdir=/w", "/w/job.sh"]]
+    assert batch.submit(Path("/w/job.sh"), "hpcpull-1.0-ab12", Path("/w"), Path("/w/out")) == "12"
+    assert batch.calls == [
+        ["sbatch", "--parsable", "--job-name=hpcpull-1.0-ab12", "--chdir=/w", "--output=/w/out", "/w/job.sh"]
+    ]
     silent = FakeSlurm({"sbatch": (0, "", "")})
     with pytest.raises(LrmsError) as info:
-        silent.submit(Path("/w/job.sh"), "x", Path("/w"))
+        silent.submit(Path("/w/job.sh"), "x", Path("/w"), Path("/w/out"))
     assert info.value.transient  # the job may exist: find_by_name decides
 
 
