@@ -11,6 +11,9 @@ from typing import Iterator
 
 import pytest
 
+# Fixtures that start the other real batch systems (and the labelled fake LSF).
+pytest_plugins = ["tests.plugins.torque", "tests.plugins.sge", "tests.plugins.lsf"]
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 FIXTURES = REPO / "tests" / "fixtures"

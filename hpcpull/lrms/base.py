@@ -304,8 +304,12 @@ class BatchSystem(ABC):
 
     # --- helpers for subclasses ----------------------------------------------------
 
-    def _run(self, argv: list[str], cwd: Optional[Path] = None) -> subprocess.CompletedProcess[str]:
-        """Run one client command with ``self.env`` (in ``cwd``), no stdin, output captured as text.
+    def _run(
+        self, argv: list[str], cwd: Optional[Path] = None, stdin: Optional[str] = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run one client command with ``self.env`` (in ``cwd``), output captured as text.
+
+        ``stdin`` is the command's input (``bsub < script``); without it stdin is /dev/null.
 
         A non-zero exit status is returned, not raised: the caller knows which failures
         are harmless.  A timeout or an OSError raises ``LrmsError(transient=True)``.
@@ -316,7 +320,8 @@ class BatchSystem(ABC):
                 argv,
                 env=self.env,
                 cwd=cwd,
-                stdin=subprocess.DEVNULL,
+                input=stdin,
+                stdin=subprocess.DEVNULL if stdin is None else None,
                 capture_output=True,
                 encoding="utf-8",
                 errors="replace",  # other users' job names need not be UTF-8
@@ -346,9 +351,11 @@ class BatchSystem(ABC):
         """The LrmsError for a failed command, classified with :meth:`_is_transient`."""
         return LrmsError.from_completed(proc, self._is_transient(proc), detail)
 
-    def _checked(self, argv: list[str], cwd: Optional[Path] = None) -> subprocess.CompletedProcess[str]:
+    def _checked(
+        self, argv: list[str], cwd: Optional[Path] = None, stdin: Optional[str] = None
+    ) -> subprocess.CompletedProcess[str]:
         """:meth:`_run`, raising :meth:`_failure` on a non-zero exit status."""
-        proc = self._run(argv, cwd)
+        proc = self._run(argv, cwd, stdin)
         if proc.returncode != 0:
             raise self._failure(proc)
         return proc

@@ -83,9 +83,11 @@ def test_submit_poll_and_exit_codes(
     commands: list[list[str]] = []
     real_run = batch._run
 
-    def counting_run(argv: list[str], cwd: Optional[Path] = None) -> subprocess.CompletedProcess[str]:
+    def counting_run(
+        argv: list[str], cwd: Optional[Path] = None, stdin: Optional[str] = None
+    ) -> subprocess.CompletedProcess[str]:
         commands.append(argv)
-        return real_run(argv, cwd)
+        return real_run(argv, cwd, stdin)
 
     monkeypatch.setattr(batch, "_run", counting_run)
     polls = 0

@@ -463,7 +463,9 @@ class FakeSlurm(SlurmBatchSystem):
         self.answers = answers
         self.calls: list[list[str]] = []
 
-    def _run(self, argv: list[str], cwd: Optional[Path] = None) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, argv: list[str], cwd: Optional[Path] = None, stdin: Optional[str] = None
+    ) -> subprocess.CompletedProcess[str]:
         self.calls.append(argv)
         line = " ".join(argv)
         for prefix, (rc, out, err) in self.answers.items():

@@ -1,0 +1,1 @@
+"""Fixture ``lsf_env``: the labelled fake LSF commands (tests/fakes/lsf) on PATH."""
