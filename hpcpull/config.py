@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional
 
 from .errors import ConfigError
+from .launch import LaunchStep, check_launcher, parse_launcher
 
 # Knobs a route may override, with their defaults (strings, as in a config file).
 ROUTE_KNOBS: dict[str, str] = {
@@ -31,6 +32,16 @@ ROUTE_KNOBS: dict[str, str] = {
     "PYTHON": "python3",
     "KEEP_JOB_DIRS": "false",
     "LINK_INPUTS": "auto",
+    "MAX_CPUS": "",
+    "MAX_MEMORY": "",
+    "MAX_GPUS": "",
+    "MAX_NODES": "1",
+    "MAX_WALLTIME": "",
+    "ALLOWED_QUEUES": "*",
+    "ALLOWED_ACCOUNTS": "*",
+    "GPU_TYPE": "",
+    "LAUNCHER": "",
+    "CONTAINER_IMAGE": "",
 }
 
 # Knobs that only exist gateway-wide.
@@ -45,7 +56,7 @@ GLOBAL_KNOBS: dict[str, str] = {
     "SCHEDD_DOUBLE": "",
 }
 
-SUPPORTED_LRMS = ("slurm",)
+SUPPORTED_LRMS = ("slurm", "pbs", "pbspro", "sge", "lsf")
 
 # Admin-written paths end up in batch directives (#SBATCH --chdir=...): keep them plain.
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./+-]*$")
@@ -77,6 +88,35 @@ def _as_float(name: str, raw: str, minimum: float = 0.0) -> float:
     if value < minimum:
         raise ConfigError(f"{name} = {raw!r} must be at least {minimum:g}")
     return value
+
+
+_DURATION = re.compile(r"^(?:(?:(\d+)-)?(\d+):)?(\d+):(\d+)$")
+
+
+def _as_duration(name: str, raw: str) -> int:
+    """Seconds, given as a number of seconds or as [[D-]HH:]MM:SS (as batch systems write it)."""
+    text = raw.strip()
+    if re.fullmatch(r"\d+(\.\d*)?", text):
+        return int(float(text))
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigError(f"{name} = {raw!r} is not a duration (seconds, or [[D-]HH:]MM:SS)")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def _as_limit(name: str, raw: str, duration: bool = False) -> Optional[int]:
+    """A route maximum: empty means "no limit"."""
+    if not raw.strip():
+        return None
+    if duration:
+        return _as_duration(name, raw)
+    value = _as_float(name, raw)
+    return int(value)
+
+
+def _as_words(raw: str) -> tuple[str, ...]:
+    return tuple(w for w in re.split(r"[\s,]+", raw) if w)
 
 
 def _as_path(name: str, raw: str) -> Path:
@@ -119,6 +159,18 @@ class RouteSettings:
     python: str
     keep_job_dirs: bool
     link_inputs: str
+    # Route maxima (None: no limit).  A job asking for more is refused with the reason.
+    max_cpus: Optional[int] = None
+    max_memory_mb: Optional[int] = None
+    max_gpus: Optional[int] = None
+    max_nodes: Optional[int] = 1
+    max_walltime_s: Optional[int] = None
+    # Queues / accounts a job may choose itself (BatchQueue, queue, BatchProject); "*": any.
+    allowed_queues: tuple[str, ...] = ("*",)
+    allowed_accounts: tuple[str, ...] = ("*",)
+    gpu_type: str = ""
+    launcher: tuple[LaunchStep, ...] = ()  # HPCPULL_LAUNCHER (launch.py)
+    container_image: str = ""
 
     @property
     def template_name(self) -> str:
@@ -199,7 +251,15 @@ class Config:
         link_inputs = knob("LINK_INPUTS").lower()
         if link_inputs not in ("auto", "always", "never"):
             raise ConfigError(f"HPCPULL_LINK_INPUTS = {link_inputs!r}: use auto, always or never")
-        walltime = _as_float("HPCPULL_DEFAULT_WALLTIME", knob("DEFAULT_WALLTIME"))
+        launcher = parse_launcher(f"HPCPULL_ROUTE_{route}_LAUNCHER", knob("LAUNCHER"))
+        check_launcher(f"HPCPULL_ROUTE_{route}_LAUNCHER", launcher, lrms)
+        walltime = _as_duration("HPCPULL_DEFAULT_WALLTIME", knob("DEFAULT_WALLTIME"))
+        max_walltime = _as_limit("HPCPULL_MAX_WALLTIME", knob("MAX_WALLTIME"), duration=True)
+        if walltime and max_walltime is not None and walltime > max_walltime:
+            raise ConfigError(
+                f"route {route}: HPCPULL_DEFAULT_WALLTIME ({walltime} s) is above HPCPULL_MAX_WALLTIME "
+                f"({max_walltime} s)"
+            )
         return RouteSettings(
             name=route,
             lrms=lrms,
@@ -212,11 +272,21 @@ class Config:
             ),
             extra_directives=_as_lines(knob("EXTRA_DIRECTIVES")),
             environment_setup=_as_lines(knob("ENVIRONMENT_SETUP")),
-            default_walltime_s=int(walltime),
+            default_walltime_s=walltime,
             map_request_disk=_as_bool("HPCPULL_MAP_REQUEST_DISK", knob("MAP_REQUEST_DISK")),
             python=knob("PYTHON"),
             keep_job_dirs=_as_bool("HPCPULL_KEEP_JOB_DIRS", knob("KEEP_JOB_DIRS")),
             link_inputs=link_inputs,
+            max_cpus=_as_limit("HPCPULL_MAX_CPUS", knob("MAX_CPUS")),
+            max_memory_mb=_as_limit("HPCPULL_MAX_MEMORY", knob("MAX_MEMORY")),
+            max_gpus=_as_limit("HPCPULL_MAX_GPUS", knob("MAX_GPUS")),
+            max_nodes=_as_limit("HPCPULL_MAX_NODES", knob("MAX_NODES")),
+            max_walltime_s=max_walltime,
+            allowed_queues=_as_words(knob("ALLOWED_QUEUES")),
+            allowed_accounts=_as_words(knob("ALLOWED_ACCOUNTS")),
+            gpu_type=knob("GPU_TYPE"),
+            launcher=launcher,
+            container_image=knob("CONTAINER_IMAGE"),
         )
 
 

@@ -246,8 +246,8 @@ def translate(text: str, config: Config) -> HookResult:
         _prepare_job_dir(source, route, job, _spool_dir())
         routed["HpcPullJobDir"] = str(job.path)
         routed["HpcPullScript"] = str(job.file(jd.BATCH_SCRIPT))
-        if route.partition:
-            routed["HpcPullPartition"] = route.partition
+        if request.partition:
+            routed["HpcPullPartition"] = request.partition
         if request.walltime_s:
             routed["HpcPullWalltime"] = request.walltime_s
         _note(job, "translate", f"route {route.name}: staged sandbox and rendered {jd.BATCH_SCRIPT}")

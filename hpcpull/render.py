@@ -22,14 +22,15 @@ import functools
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import jinja2
 
 from . import jobdir
 from .config import RouteSettings
 from .errors import ConfigError, JobRejected
-from .holds import HOLD_SUBCODE_UNSAFE_VALUE
+from .holds import HOLD_SUBCODE_INVALID_JOB, HOLD_SUBCODE_UNSAFE_VALUE
+from .launch import launch_command, uses_container
 from .payload import JobAd, ad_value, payload_for
 from .resources import resource_request
 
@@ -148,6 +149,18 @@ def slurm_time(seconds: Any) -> str:
     return f"{hours:02d}:{mins:02d}:00"
 
 
+def hms(seconds: Any) -> str:
+    """Seconds as ``HH:MM:SS`` (hours may exceed 24), as PBS walltime and SGE h_rt take them."""
+    total = max(1, math.ceil(float(seconds)))
+    hours, rest = divmod(total, 3600)
+    return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def lsf_minutes(seconds: Any) -> int:
+    """Seconds as whole minutes, rounded up (LSF's ``-W`` run limit)."""
+    return max(1, -(-math.ceil(float(seconds)) // 60))
+
+
 def is_bash_special(name: Any) -> bool:
     """Jinja test ``bash_special``: a name the wrapper shell must not export itself."""
     return str(name) in BASH_SPECIAL or str(name).startswith("BASH")
@@ -170,7 +183,10 @@ def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(shquote=shquote, directive=directive, envname=envname, slurm_time=slurm_time)
+    env.filters.update(
+        shquote=shquote, directive=directive, envname=envname, slurm_time=slurm_time, hms=hms,
+        lsf_minutes=lsf_minutes,
+    )
     env.tests["bash_special"] = is_bash_special
     return env
 
@@ -183,20 +199,58 @@ def _job_info(job_ad: JobAd) -> dict[str, str]:
     return info
 
 
+def container_image(job_ad: JobAd, route: RouteSettings) -> Optional[str]:
+    """The image a container launcher runs: the job's own (container_image), else the route's.
+
+    A job that asks for a container on a route without a container launcher is refused:
+    running it outside its image would be a different job.
+    """
+    image = None
+    for attribute in ("ContainerImage", "SingularityImage"):
+        value = ad_value(job_ad, attribute, HOLD_SUBCODE_UNSAFE_VALUE)
+        if value not in (None, ""):
+            image = str(value).strip()
+            break
+    if not uses_container(route.launcher):
+        if image is not None:
+            raise JobRejected(
+                f"the job asks for container image {image[:100]!r}, but route {route.name} runs no "
+                "container launcher (HPCPULL_LAUNCHER)",
+                hold_subcode=HOLD_SUBCODE_INVALID_JOB,
+            )
+        return None
+    image = image or route.container_image
+    if not image:
+        raise JobRejected(
+            f"route {route.name} runs jobs in a container, but neither the job (container_image) "
+            "nor the route (HPCPULL_CONTAINER_IMAGE) names an image",
+            hold_subcode=HOLD_SUBCODE_INVALID_JOB,
+        )
+    if image.startswith("-"):
+        raise JobRejected(f"container image {image[:100]!r} may not start with '-'",
+                          hold_subcode=HOLD_SUBCODE_UNSAFE_VALUE)
+    return image
+
+
 def template_context(job_ad: JobAd, route: RouteSettings, job_dir: Path) -> dict[str, Any]:
     """The variables a batch script template sees (documented in templates/slurm/job.sh.j2)."""
     if not job_dir.is_absolute():
         raise ValueError(f"job_dir {job_dir} must be absolute")
+    resources = resource_request(job_ad, route)
+    image = container_image(job_ad, route)
     return {
         "job_dir": str(job_dir),
         "control_dir": str(jobdir.JobDir(job_dir).control),
         "files": dict(FILES),
         "route": route.name,
-        "partition": route.partition,
-        "account": route.account,
+        "lrms": route.lrms,
+        "partition": resources.partition,
+        "account": resources.account,
         "extra_directives": list(route.extra_directives),
         "environment_setup": list(route.environment_setup),
-        "resources": resource_request(job_ad, route),
+        "resources": resources,
+        "launch_command": launch_command(route.launcher, route.lrms, resources.total_tasks, image),
+        "container_image": image or "",
         "map_request_disk": route.map_request_disk,
         "payload": payload_for(job_ad),
         "python": route.python,

@@ -1,52 +1,92 @@
-"""Job ad -> typed resource request.
+"""Job ad -> what the job asks of the batch system, checked against the route's limits.
 
-Attributes (evaluated with classad2, so expressions such as HTCondor's default
-``RequestDisk = MAX({ 1024,(TransferInputSizeMB + 1) * 1.25 }) * 1024`` work):
+One place maps every job attribute hpcpull reads for the batch request; the templates
+only translate the result into each batch system's directives (README, "Resource
+mapping", has the table per batch system).  Attributes are evaluated with classad2, so
+expressions such as HTCondor's default ``RequestDisk = MAX({ 1024,(TransferInputSizeMB + 1)
+* 1.25 }) * 1024`` work; names are case-insensitive (``MaxWallTime`` is ``maxWallTime``).
 
-==================  ======  ===========================================================
-attribute           unit    meaning
-==================  ======  ===========================================================
-``RequestCpus``     cores   default 1 (0 also means 1)
-``RequestMemory``   MB      no memory request when absent or 0 (``--mem=0`` would mean
-                            "the whole node" to Slurm)
-``RequestDisk``     KB      local scratch, mapped only if the route says so
-``RequestGPUs``     GPUs    default 0
-``BatchRuntime``    s       wall-time limit (the blahp attribute) ...
-``maxWallTime``     min     ... else HTCondor-CE's attribute ...
-                            ... else the route's ``HPCPULL_DEFAULT_WALLTIME`` (0 = none)
-==================  ======  ===========================================================
+=======================  ======  ==========================================================
+attribute                unit    meaning
+=======================  ======  ==========================================================
+``xcount``               cores   HTCondor-CE's core count; wins over ``RequestCpus``
+``RequestCpus``          cores   cores on each node (default 1; 0 also means 1)
+``maxMemory``            MB      HTCondor-CE's memory; wins over ``RequestMemory``
+``RequestMemory``        MB      memory on each node; none when absent or 0
+``RequestDisk``          KB      node-local scratch, mapped only if the route says so
+``RequestGPUs``          GPUs    GPUs on each node (default 0)
+``HpcPullGPUType``       name    GPU model (e.g. a100), else the route's ``GPU_TYPE``
+``BatchRuntime``         s       wall-time limit (the blahp attribute) ...
+``maxWallTime``          min     ... else HTCondor-CE's ...
+                                 ... else the route's ``DEFAULT_WALLTIME`` (0: the queue's)
+``WantWholeNode``        bool    HTCondor-CE's whole-node request: exclusive node(s)
+``HpcPullNodes``         nodes   nodes for a multi-node (MPI) job (default 1)
+``HpcPullTasksPerNode``  tasks   MPI ranks per node (default 1); must divide the cores
+``BatchQueue``/``queue`` name    queue (partition), else the route's ``PARTITION``
+``BatchProject``         name    account (project), else the route's ``ACCOUNT``
+=======================  ======  ==========================================================
 
-Values are rounded up to integers. A value that is not a non-negative number, or that
-is absurdly large (> 10**9), rejects the job with a reason naming the attribute; an
-attribute that is absent or evaluates to ``undefined`` takes its default.
+A value that is not a non-negative number, or that is absurdly large (> 10**9), rejects
+the job with a reason naming the attribute; an attribute that is absent or evaluates to
+``undefined`` takes its default.  A request above a route maximum (``MAX_CPUS``,
+``MAX_MEMORY``, ``MAX_GPUS``, ``MAX_NODES``, ``MAX_WALLTIME``), or a queue/account the
+route does not allow (``ALLOWED_QUEUES``, ``ALLOWED_ACCOUNTS``), rejects the job with the
+limit in the reason: a silent cap would only make the job fail later, somewhere else.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Optional
 
 from .config import RouteSettings
 from .errors import JobRejected
-from .holds import HOLD_SUBCODE_RESOURCES
+from .holds import HOLD_SUBCODE_RESOURCES, HOLD_SUBCODE_UNSAFE_VALUE
 from .payload import JobAd, ad_value
 
 MAX_VALUE = 10**9
+# Queue, account and GPU type names; never starting with "-" (it would read as an option).
+_NAME = re.compile(r"[A-Za-z0-9_.:+@%][A-Za-z0-9_.:+@%-]*\Z")
 
 
 @dataclass(frozen=True)
 class ResourceRequest:
+    """The batch request.  Per-node values; ``cpus`` = ``tasks_per_node`` x ``cpus_per_task``."""
+
     cpus: int
     memory_mb: Optional[int]
     disk_kb: Optional[int]
     gpus: int
     walltime_s: Optional[int]
+    nodes: int = 1
+    tasks_per_node: int = 1
+    whole_node: bool = False
+    gpu_type: str = ""
+    partition: str = ""
+    account: str = ""
+
+    @property
+    def cpus_per_task(self) -> int:
+        return self.cpus // self.tasks_per_node
+
+    @property
+    def total_tasks(self) -> int:
+        return self.nodes * self.tasks_per_node
+
+    @property
+    def total_cpus(self) -> int:
+        return self.nodes * self.cpus
 
     @property
     def disk_mb(self) -> Optional[int]:
         """``disk_kb`` in MB, rounded up (batch systems take MB)."""
         return None if self.disk_kb is None else -(-self.disk_kb // 1024)
+
+
+def _reject(reason: str, subcode: int = HOLD_SUBCODE_RESOURCES) -> JobRejected:
+    return JobRejected(reason, hold_subcode=subcode)
 
 
 def _number(job_ad: JobAd, attribute: str) -> Optional[float]:
@@ -55,18 +95,11 @@ def _number(job_ad: JobAd, attribute: str) -> Optional[float]:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise JobRejected(
-            f"{attribute} = {str(value)[:100]!r} is not a number", hold_subcode=HOLD_SUBCODE_RESOURCES
-        )
+        raise _reject(f"{attribute} = {str(value)[:100]!r} is not a number")
     if not math.isfinite(value) or value < 0:
-        raise JobRejected(
-            f"{attribute} = {value} must be a non-negative number", hold_subcode=HOLD_SUBCODE_RESOURCES
-        )
+        raise _reject(f"{attribute} = {value} must be a non-negative number")
     if value > MAX_VALUE:
-        raise JobRejected(
-            f"{attribute} = {value:g} is too large (at most {MAX_VALUE:g})",
-            hold_subcode=HOLD_SUBCODE_RESOURCES,
-        )
+        raise _reject(f"{attribute} = {value:g} is too large (at most {MAX_VALUE:g})")
     return value
 
 
@@ -77,22 +110,121 @@ def _whole(value: Optional[float]) -> Optional[int]:
     return math.ceil(value) or None
 
 
-def _walltime_s(job_ad: JobAd, route: RouteSettings) -> Optional[int]:
+def _first_whole(job_ad: JobAd, *attributes: str) -> Optional[int]:
+    """The first of ``attributes`` that is set (non-zero), as a whole number."""
+    for attribute in attributes:
+        value = _whole(_number(job_ad, attribute))
+        if value is not None:
+            return value
+    return None
+
+
+def _flag(job_ad: JobAd, attribute: str) -> bool:
+    value = ad_value(job_ad, attribute, HOLD_SUBCODE_RESOURCES)
+    if value is None:
+        return False
+    if not isinstance(value, (bool, int)) or isinstance(value, float):
+        raise _reject(f"{attribute} = {str(value)[:100]!r} is not a boolean")
+    return bool(value)
+
+
+def _name(job_ad: JobAd, attribute: str) -> Optional[str]:
+    """A queue/account/type name chosen by the job: checked before it reaches a directive."""
+    value = ad_value(job_ad, attribute, HOLD_SUBCODE_UNSAFE_VALUE)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise _reject(
+            f"{attribute} = {str(value)[:100]!r} is not a valid name "
+            "(letters, digits and _.:+@%-, not starting with -)",
+            HOLD_SUBCODE_UNSAFE_VALUE,
+        )
+    return value
+
+
+def _walltime_s(job_ad: JobAd, route: RouteSettings) -> tuple[Optional[int], str]:
+    """Seconds and where they came from (for the reason of a refusal)."""
     seconds = _whole(_number(job_ad, "BatchRuntime"))
-    if seconds is None:
-        minutes = _number(job_ad, "maxWallTime")
-        seconds = _whole(None if minutes is None else minutes * 60)
-    if seconds is None and route.default_walltime_s > 0:
-        seconds = route.default_walltime_s
-    return seconds
+    if seconds is not None:
+        return seconds, f"BatchRuntime = {seconds} s"
+    minutes = _number(job_ad, "maxWallTime")
+    seconds = _whole(None if minutes is None else minutes * 60)
+    if seconds is not None:
+        return seconds, f"maxWallTime = {minutes:g} min"
+    if route.default_walltime_s > 0:
+        return route.default_walltime_s, "the route's default walltime"
+    return None, ""
+
+
+def _chosen(job_ad: JobAd, attributes: tuple[str, ...], default: str, allowed: tuple[str, ...],
+            what: str, route: RouteSettings, knob: str) -> str:
+    """The job's own queue/account if it names one the route allows, else the route's."""
+    for attribute in attributes:
+        value = _name(job_ad, attribute)
+        if value is None:
+            continue
+        if "*" in allowed or value in allowed or value == default:
+            return value
+        permitted = ", ".join(allowed) if allowed else f"only {default or 'the default'}"
+        raise _reject(
+            f"{attribute} = {value!r}: route {route.name} does not allow that {what} "
+            f"(HPCPULL_{knob}: {permitted})"
+        )
+    return default
+
+
+def _hms(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _check_limit(route: RouteSettings, what: str, value: Optional[int], limit: Optional[int],
+                 knob: str, unit: str = "") -> None:
+    if value is None or limit is None or value <= limit:
+        return
+    raise _reject(
+        f"{what}{unit} is above route {route.name}'s maximum of {limit}{unit} "
+        f"(HPCPULL_ROUTE_{route.name}_{knob})"
+    )
 
 
 def resource_request(job_ad: JobAd, route: RouteSettings) -> ResourceRequest:
     """What the job asks of the batch system (see the module docstring for the rules)."""
+    cpus = _first_whole(job_ad, "xcount", "RequestCpus") or 1
+    nodes = _whole(_number(job_ad, "HpcPullNodes")) or 1
+    tasks_per_node = _whole(_number(job_ad, "HpcPullTasksPerNode")) or 1
+    if tasks_per_node > 1 and "RequestCpus" not in job_ad and "xcount" not in job_ad:
+        cpus = tasks_per_node  # one core per rank unless the job says otherwise
+    if cpus % tasks_per_node:
+        raise _reject(
+            f"HpcPullTasksPerNode = {tasks_per_node} does not divide the {cpus} cores requested per node "
+            "(RequestCpus is the cores on each node)"
+        )
+    memory_mb = _first_whole(job_ad, "maxMemory", "RequestMemory")
+    gpus = _whole(_number(job_ad, "RequestGPUs")) or 0
+    walltime_s, walltime_from = _walltime_s(job_ad, route)
+
+    _check_limit(route, f"{cpus} cores per node", cpus, route.max_cpus, "MAX_CPUS")
+    _check_limit(route, f"RequestMemory = {memory_mb}", memory_mb, route.max_memory_mb, "MAX_MEMORY", " MB")
+    _check_limit(route, f"RequestGPUs = {gpus}", gpus, route.max_gpus, "MAX_GPUS")
+    _check_limit(route, f"HpcPullNodes = {nodes}", nodes, route.max_nodes, "MAX_NODES")
+    if walltime_s is not None and route.max_walltime_s is not None and walltime_s > route.max_walltime_s:
+        raise _reject(
+            f"{walltime_from} ({_hms(walltime_s)}) is above route {route.name}'s maximum walltime of "
+            f"{_hms(route.max_walltime_s)} (HPCPULL_ROUTE_{route.name}_MAX_WALLTIME)"
+        )
     return ResourceRequest(
-        cpus=_whole(_number(job_ad, "RequestCpus")) or 1,
-        memory_mb=_whole(_number(job_ad, "RequestMemory")),
+        cpus=cpus,
+        memory_mb=memory_mb,
         disk_kb=_whole(_number(job_ad, "RequestDisk")),
-        gpus=_whole(_number(job_ad, "RequestGPUs")) or 0,
-        walltime_s=_walltime_s(job_ad, route),
+        gpus=gpus,
+        walltime_s=walltime_s,
+        nodes=nodes,
+        tasks_per_node=tasks_per_node,
+        whole_node=_flag(job_ad, "WantWholeNode"),
+        gpu_type=(_name(job_ad, "HpcPullGPUType") or route.gpu_type) if gpus else "",
+        partition=_chosen(job_ad, ("BatchQueue", "queue"), route.partition, route.allowed_queues,
+                          "queue", route, "ALLOWED_QUEUES"),
+        account=_chosen(job_ad, ("BatchProject",), route.account, route.allowed_accounts,
+                        "account", route, "ALLOWED_ACCOUNTS"),
     )

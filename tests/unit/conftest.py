@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from hpcpull.config import RouteSettings
+from hpcpull.config import Config, RouteSettings
 
-# RouteSettings as a fresh route with every knob at its documented default.
-ROUTE_DEFAULTS: dict[str, Any] = {
-    "name": "Slurm",
-    "lrms": "slurm",
-    "scratch_root": Path("/scratch/hpcpull"),
-    "partition": "",
-    "account": "",
-    "template": "",
-    "template_dirs": (),
-    "extra_directives": (),
-    "environment_setup": (),
-    "default_walltime_s": 0,
-    "map_request_disk": False,
-    "python": "python3",
-    "keep_job_dirs": False,
-    "link_inputs": "auto",
-}
+
+def default_route(name: str = "Slurm") -> RouteSettings:
+    """A route with every knob at its documented default (read through Config itself)."""
+    knobs = {f"JOB_ROUTER_ROUTE_{name}": "UNIVERSE VANILLA"}
+    return Config(lambda key: knobs.get(key)).route(name)
 
 
 def make_route(**overrides: Any) -> RouteSettings:
     """A RouteSettings with the default knobs; ``overrides`` replace fields (lists become tuples)."""
-    fields = dict(ROUTE_DEFAULTS)
+    fields = {f.name for f in dataclasses.fields(RouteSettings)}
+    changes = {}
     for name, value in overrides.items():
         if name not in fields:
             raise TypeError(f"RouteSettings has no field {name!r}")
@@ -38,8 +28,8 @@ def make_route(**overrides: Any) -> RouteSettings:
             value = tuple(Path(v) for v in value) if name == "template_dirs" else tuple(value)
         elif name == "scratch_root":
             value = Path(value)
-        fields[name] = value
-    return RouteSettings(**fields)
+        changes[name] = value
+    return dataclasses.replace(default_route(), **changes)
 
 
 @pytest.fixture(scope="session")

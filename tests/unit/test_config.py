@@ -95,11 +95,44 @@ def test_route_overrides_and_defaults_through_param(tmp_path):
     ("HPCPULL_SCRATCH_ROOT", "relative/dir", "absolute path"),
     ("HPCPULL_SCRATCH_ROOT", "/scratch/$(whoami)", "absolute path"),
     ("HPCPULL_KEEP_JOB_DIRS", "maybe", "not a boolean"),
-    ("HPCPULL_DEFAULT_WALLTIME", "1h", "not a number"),
+    ("HPCPULL_DEFAULT_WALLTIME", "1h", "not a duration"),
+    ("HPCPULL_MAX_WALLTIME", "1:2:3:4", "not a duration"),
+    ("HPCPULL_MAX_MEMORY", "lots", "not a number"),
+    ("HPCPULL_LAUNCHER", "docker", "'docker' is not a launcher"),
 ])
 def test_bad_knobs_are_clear_config_errors(knob, value, message):
     values = {"JOB_ROUTER_ROUTE_R": ROUTE, knob: value}
     with pytest.raises(ConfigError, match=re.escape(message)):
+        Config(values.get).route("R")
+
+
+@pytest.mark.parametrize("raw,seconds", [
+    ("3600", 3600), ("90:00", 5400), ("01:30:00", 5400), ("2-00:00:00", 172800), ("48:00:00", 172800),
+])
+def test_walltimes_in_seconds_or_batch_notation(raw, seconds):
+    values = {"JOB_ROUTER_ROUTE_R": ROUTE, "HPCPULL_DEFAULT_WALLTIME": raw, "HPCPULL_MAX_WALLTIME": raw}
+    route = Config(values.get).route("R")
+    assert route.default_walltime_s == route.max_walltime_s == seconds
+
+
+def test_limits_and_launcher_knobs():
+    values = {
+        "JOB_ROUTER_ROUTE_R": ROUTE, "HPCPULL_ROUTE_R_LRMS": "PBSPro", "HPCPULL_MAX_CPUS": "64",
+        "HPCPULL_ROUTE_R_MAX_NODES": "16", "HPCPULL_ALLOWED_QUEUES": "short, long",
+        "HPCPULL_ROUTE_R_LAUNCHER": "mpiexec --bind-to core",
+    }
+    route = Config(values.get).route("R")
+    assert (route.lrms, route.max_cpus, route.max_nodes, route.max_memory_mb) == ("pbspro", 64, 16, None)
+    assert route.allowed_queues == ("short", "long") and route.template_name == "pbspro/job.sh.j2"
+    assert [step.name for step in route.launcher] == ["mpiexec"]
+
+
+def test_route_whose_knobs_contradict_each_other_is_refused():
+    values = {"JOB_ROUTER_ROUTE_R": ROUTE, "HPCPULL_DEFAULT_WALLTIME": "2:00:00", "HPCPULL_MAX_WALLTIME": "1:00:00"}
+    with pytest.raises(ConfigError, match="DEFAULT_WALLTIME .* is above HPCPULL_MAX_WALLTIME"):
+        Config(values.get).route("R")
+    values = {"JOB_ROUTER_ROUTE_R": ROUTE, "HPCPULL_LRMS": "sge", "HPCPULL_LAUNCHER": "srun"}
+    with pytest.raises(ConfigError, match="launcher srun needs Slurm"):
         Config(values.get).route("R")
 
 

@@ -281,8 +281,8 @@ def test_missing_variable_fails_naming_it(route_factory: RouteFactory, tmp_path:
 
 def test_missing_attribute_fails_naming_it(route_factory: RouteFactory, tmp_path: Path) -> None:
     (tmp_path / "slurm").mkdir()
-    (tmp_path / "slurm" / "job.sh.j2").write_text("{{ resources.nodes }}\n")
-    with pytest.raises(ConfigError, match="nodes"):
+    (tmp_path / "slurm" / "job.sh.j2").write_text("{{ resources.cpu_count }}\n")
+    with pytest.raises(ConfigError, match="cpu_count"):
         render_batch_script(simple_ad(), route_factory(template_dirs=[tmp_path]), JOB_DIR)
 
 
@@ -315,7 +315,7 @@ def test_resource_directives(route_factory: RouteFactory) -> None:
         "#SBATCH --mem=16000M",
         "#SBATCH --time=1-01:00:00",
         "#SBATCH --tmp=2049M",
-        "#SBATCH --gpus=2",
+        "#SBATCH --gpus-per-node=2",
         "#SBATCH --partition=gpu",
         "#SBATCH --account=proj1",
         "#SBATCH --qos=high",

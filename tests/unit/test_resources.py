@@ -113,3 +113,76 @@ def test_plain_mapping_ads_work_too(route_factory: RouteFactory) -> None:
     job: dict[str, Any] = {"RequestCpus": 2, "RequestMemory": 512.5, "BatchRuntime": 60}
     got = resource_request(job, route_factory())
     assert (got.cpus, got.memory_mb, got.walltime_s) == (2, 513, 60)
+
+
+# --- HTCondor-CE attributes, placement, whole node, MPI --------------------------------
+
+
+def test_ce_attributes_win_over_the_htcondor_ones(route_factory: RouteFactory) -> None:
+    got = request("RequestCpus = 1\nxcount = 8\nRequestMemory = 2000\nmaxMemory = 16000", route_factory())
+    assert (got.cpus, got.memory_mb) == (8, 16000)
+
+
+def test_queue_and_project_from_the_job(route_factory: RouteFactory) -> None:
+    route = route_factory(partition="short", account="site")
+    assert (request("", route).partition, request("", route).account) == ("short", "site")
+    got = request('queue = "long"\nBatchProject = "atlas"', route)
+    assert (got.partition, got.account) == ("long", "atlas")
+    assert request('BatchQueue = "gpu"\nqueue = "long"', route).partition == "gpu"  # blahp's name first
+
+
+def test_queue_outside_the_allowed_list_is_refused_naming_the_knob(route_factory: RouteFactory) -> None:
+    route = route_factory(partition="short", allowed_queues=("short", "long"), allowed_accounts=())
+    assert request('queue = "long"', route).partition == "long"
+    with pytest.raises(JobRejected, match=r"does not allow that queue \(HPCPULL_ALLOWED_QUEUES: short, long\)"):
+        request('queue = "debug"', route)
+    with pytest.raises(JobRejected, match="HPCPULL_ALLOWED_ACCOUNTS: only the default"):
+        request('BatchProject = "other"', route)
+
+
+@pytest.mark.parametrize("value", ['"gpu\\n#SBATCH --x"', '"a b"', '"$(id)"', "3", '"-p"'])
+def test_hostile_queue_names_are_refused(route_factory: RouteFactory, value: str) -> None:
+    with pytest.raises(JobRejected, match="not a valid name"):
+        request(f"BatchQueue = {value}", route_factory())
+
+
+def test_whole_node_and_gpu_type(route_factory: RouteFactory) -> None:
+    got = request("WantWholeNode = true\nRequestGPUs = 2", route_factory(gpu_type="a100"))
+    assert got.whole_node and (got.gpus, got.gpu_type) == (2, "a100")
+    assert request('RequestGPUs = 1\nHpcPullGPUType = "h100"', route_factory(gpu_type="a100")).gpu_type == "h100"
+    assert request("", route_factory(gpu_type="a100")).gpu_type == ""  # no GPUs, no type
+
+
+def test_mpi_request(route_factory: RouteFactory) -> None:
+    route = route_factory(max_nodes=8)
+    got = request("HpcPullNodes = 4\nHpcPullTasksPerNode = 8\nRequestCpus = 16", route)
+    assert (got.nodes, got.tasks_per_node, got.cpus_per_task) == (4, 8, 2)
+    assert (got.total_tasks, got.total_cpus) == (32, 64)
+    assert request("HpcPullTasksPerNode = 4", route).cpus == 4  # one core per rank by default
+    with pytest.raises(JobRejected, match="does not divide the 6 cores"):
+        request("HpcPullTasksPerNode = 4\nRequestCpus = 6", route)
+
+
+@pytest.mark.parametrize(("ad", "limits", "message"), [
+    ("RequestCpus = 65", {"max_cpus": 64},
+     r"65 cores per node is above route Slurm's maximum of 64 \(HPCPULL_ROUTE_Slurm_MAX_CPUS\)"),
+    ("RequestMemory = 64001", {"max_memory_mb": 64000}, "RequestMemory = 64001 MB is above .* maximum of 64000 MB"),
+    ("RequestGPUs = 1", {"max_gpus": 0}, "RequestGPUs = 1 is above route Slurm's maximum of 0"),
+    ("HpcPullNodes = 2", {}, "HpcPullNodes = 2 is above route Slurm's maximum of 1"),
+    ("maxWallTime = 2880", {"max_walltime_s": 86400},
+     r"maxWallTime = 2880 min \(48:00:00\) is above route Slurm's maximum walltime of 24:00:00"),
+    ("BatchRuntime = 3601", {"max_walltime_s": 3600}, r"BatchRuntime = 3601 s \(01:00:01\) is above"),
+])
+def test_requests_above_the_route_maximum_are_refused_not_capped(
+    route_factory: RouteFactory, ad: str, limits: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(JobRejected, match=message) as info:
+        request(ad, route_factory(**limits))
+    assert info.value.hold_subcode == HOLD_SUBCODE_RESOURCES
+
+
+def test_requests_at_the_maximum_pass(route_factory: RouteFactory) -> None:
+    route = route_factory(max_cpus=64, max_memory_mb=64000, max_gpus=4, max_nodes=2, max_walltime_s=86400)
+    got = request("RequestCpus = 64\nRequestMemory = 64000\nRequestGPUs = 4\nHpcPullNodes = 2\n"
+                  "maxWallTime = 1440", route)
+    assert (got.cpus, got.memory_mb, got.gpus, got.nodes, got.walltime_s) == (64, 64000, 4, 2, 86400)

@@ -55,7 +55,7 @@ cd /scratch/hpcpull/alice/104/0
 
 # Run the payload. The launcher writes .hpcpull/started, redirects the job's streams,
 # waits, then writes .hpcpull/exit_status (exit code or signal, times, CPU, max RSS)
-# atomically. If Slurm kills the job (time limit, scancel), the launcher dies with it and
+# atomically. If the batch system kills the job (time limit, cancel), the launcher dies with it and
 # writes no exit_status: that is how hpcpull tells it from a payload killed by a signal.
 # -I keeps the job's PYTHON* variables away from the launcher; variables bash reserves
 # for itself (IFS, UID, ...) reach the payload through --env instead of export.
