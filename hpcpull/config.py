@@ -42,6 +42,8 @@ ROUTE_KNOBS: dict[str, str] = {
     "GPU_TYPE": "",
     "LAUNCHER": "",
     "CONTAINER_IMAGE": "",
+    "PARALLEL_ENVIRONMENT": "smp",
+    "MPI_PARALLEL_ENVIRONMENT": "mpi",
 }
 
 # Knobs that only exist gateway-wide.
@@ -68,7 +70,9 @@ ParamLookup = Callable[[str], Optional[str]]
 def _htcondor_param(name: str) -> Optional[str]:
     import htcondor2  # imported lazily: hooks that never read config stay fast
 
-    return htcondor2.param.get(name)
+    value = htcondor2.param.get(name)
+    # param returns typed values (bool, int) for knobs HTCondor itself defines
+    return None if value is None else str(value)
 
 
 def _as_bool(name: str, raw: str) -> bool:
@@ -171,6 +175,9 @@ class RouteSettings:
     gpu_type: str = ""
     launcher: tuple[LaunchStep, ...] = ()  # HPCPULL_LAUNCHER (launch.py)
     container_image: str = ""
+    # Grid Engine parallel environments for multicore and for multi-node jobs.
+    parallel_environment: str = "smp"
+    mpi_parallel_environment: str = "mpi"
 
     @property
     def template_name(self) -> str:
@@ -287,6 +294,8 @@ class Config:
             gpu_type=knob("GPU_TYPE"),
             launcher=launcher,
             container_image=knob("CONTAINER_IMAGE"),
+            parallel_environment=knob("PARALLEL_ENVIRONMENT"),
+            mpi_parallel_environment=knob("MPI_PARALLEL_ENVIRONMENT"),
         )
 
 

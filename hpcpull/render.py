@@ -251,6 +251,8 @@ def template_context(job_ad: JobAd, route: RouteSettings, job_dir: Path) -> dict
         "resources": resources,
         "launch_command": launch_command(route.launcher, route.lrms, resources.total_tasks, image),
         "container_image": image or "",
+        "parallel_environment": route.parallel_environment,
+        "mpi_parallel_environment": route.mpi_parallel_environment,
         "map_request_disk": route.map_request_disk,
         "payload": payload_for(job_ad),
         "python": route.python,

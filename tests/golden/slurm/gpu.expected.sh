@@ -14,7 +14,7 @@
 #SBATCH --cpus-per-task=4
 #SBATCH --mem=24000M
 #SBATCH --time=12:00:00
-#SBATCH --gpus-per-node=1
+#SBATCH --gpus-per-node=a100:1
 #SBATCH --partition=gpu
 
 # Stop at the first failing command or unset variable: a broken wrapper must never pass

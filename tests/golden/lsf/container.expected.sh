@@ -1,0 +1,52 @@
+#!/bin/bash
+# LSF batch script written by hpcpull for an HTCondor job (route Containers).
+# The job runs in its job directory through .hpcpull/launcher.py, which records the
+# payload's exit status and resource usage in .hpcpull/exit_status.
+#
+# The batch system's own output holds only what this wrapper and the site setup print;
+# the job's stdout/stderr go to files in .hpcpull/.
+# An HTCondor job is one process tree on one machine: all its cores on one host.
+#BSUB -n 1
+#BSUB -R "span[hosts=1]"
+# Memory per host (RequestMemory), in LSF_UNIT_FOR_LIMITS units (MB on most sites).
+#BSUB -R "rusage[mem=3000]"
+#BSUB -M 3000
+# Run limit in minutes.
+#BSUB -W 1440
+
+# Stop at the first failing command or unset variable: a broken wrapper must never pass
+# for a job that ran (hpcpull trusts only .hpcpull/exit_status, written by the launcher).
+set -euo pipefail
+
+printf 'hpcpull: HTCondor job %s.%s (%s) of user %s on %s\n' \
+    109 2 'submit.example.org#109.2#1795240800' \
+    alice "$HOSTNAME"
+
+# Resolve the launcher's interpreter first, so that neither the job's environment nor
+# the site setup below (a `module load`, say) can change which Python runs it.
+hpcpull_python=$(command -v python3) || {
+    echo "hpcpull: the launcher's interpreter" python3 "is not available on $HOSTNAME" >&2
+    exit 127
+}
+
+# The job's environment, and the variables HTCondor sets for every job.
+export _CONDOR_SCRATCH_DIR=/scratch/hpcpull/alice/109/2
+export _CONDOR_JOB_IWD=/scratch/hpcpull/alice/109/2
+export _CONDOR_JOB_AD=/scratch/hpcpull/alice/109/2/.hpcpull/job.ad
+
+cd /scratch/hpcpull/alice/109/2
+
+# Run the payload. The launcher writes .hpcpull/started, redirects the job's streams,
+# waits, then writes .hpcpull/exit_status (exit code or signal, times, CPU, max RSS)
+# atomically. If the batch system kills the job (time limit, cancel), the launcher dies with it and
+# writes no exit_status: that is how hpcpull tells it from a payload killed by a signal.
+# -I keeps the job's PYTHON* variables away from the launcher; variables bash reserves
+# for itself (IFS, UID, ...) reach the payload through --env instead of export.
+# The route starts the payload through HPCPULL_LAUNCHER: 'apptainer exec --bind /cvmfs --contain /cvmfs/unpacked.cern.ch/registry.hub.docker.com/library/almalinux:9'
+exec "$hpcpull_python" -I .hpcpull/launcher.py \
+    --stdin /dev/null \
+    --stdout .hpcpull/stdout \
+    --stderr .hpcpull/stderr \
+    --started .hpcpull/started \
+    --status .hpcpull/exit_status \
+    -- apptainer exec --bind /cvmfs --contain /cvmfs/unpacked.cern.ch/registry.hub.docker.com/library/almalinux:9 ./run_ana.sh sample 2

@@ -1,0 +1,62 @@
+#!/bin/bash
+# PBS Pro batch script written by hpcpull for an HTCondor job (route Cluster_Long).
+# The job runs in its job directory through .hpcpull/launcher.py, which records the
+# payload's exit status and resource usage in .hpcpull/exit_status.
+#
+# The batch system's own output holds only what this wrapper and the site setup print;
+# the job's stdout/stderr go to files in .hpcpull/.
+#PBS -j oe
+#PBS -S /bin/bash
+# An HTCondor job is one process tree on one machine: one chunk with all its cores.
+#PBS -l select=1:ncpus=2:mem=4000mb
+#PBS -l walltime=48:00:00
+#PBS -q long
+#PBS -A hep-prod
+# Site directives (HPCPULL_EXTRA_DIRECTIVES); they override the lines above.
+#PBS -m n
+#PBS -W umask=027
+
+# Stop at the first failing command or unset variable: a broken wrapper must never pass
+# for a job that ran (hpcpull trusts only .hpcpull/exit_status, written by the launcher).
+set -euo pipefail
+
+printf 'hpcpull: HTCondor job %s.%s (%s) of user %s on %s\n' \
+    104 0 'submit.example.org#104.0#1795240300' \
+    alice "$HOSTNAME"
+
+# Resolve the launcher's interpreter first, so that neither the job's environment nor
+# the site setup below (a `module load`, say) can change which Python runs it.
+hpcpull_python=$(command -v /usr/bin/python3) || {
+    echo "hpcpull: the launcher's interpreter" /usr/bin/python3 "is not available on $HOSTNAME" >&2
+    exit 127
+}
+
+# The job's environment, and the variables HTCondor sets for every job.
+export PIPELINE_STAGE=2
+export _CONDOR_SCRATCH_DIR=/scratch/hpcpull/alice/104/0
+export _CONDOR_JOB_IWD=/scratch/hpcpull/alice/104/0
+export _CONDOR_JOB_AD=/scratch/hpcpull/alice/104/0/.hpcpull/job.ad
+
+# Site setup (HPCPULL_ENVIRONMENT_SETUP). nounset is off while it runs because module(1)
+# and many profile scripts read unset variables; a failing line still stops the job.
+set +u
+module purge
+module load python/3.11 root/6.30
+export TMPDIR=/local/$SLURM_JOB_ID
+set -u
+
+cd /scratch/hpcpull/alice/104/0
+
+# Run the payload. The launcher writes .hpcpull/started, redirects the job's streams,
+# waits, then writes .hpcpull/exit_status (exit code or signal, times, CPU, max RSS)
+# atomically. If the batch system kills the job (time limit, cancel), the launcher dies with it and
+# writes no exit_status: that is how hpcpull tells it from a payload killed by a signal.
+# -I keeps the job's PYTHON* variables away from the launcher; variables bash reserves
+# for itself (IFS, UID, ...) reach the payload through --env instead of export.
+exec "$hpcpull_python" -I .hpcpull/launcher.py \
+    --stdin /dev/null \
+    --stdout .hpcpull/stdout \
+    --stderr .hpcpull/stderr \
+    --started .hpcpull/started \
+    --status .hpcpull/exit_status \
+    -- ./stage.sh stage2 input.root

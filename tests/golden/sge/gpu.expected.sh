@@ -1,0 +1,55 @@
+#!/bin/bash
+# Grid Engine batch script written by hpcpull for an HTCondor job (route GPU).
+# The job runs in its job directory through .hpcpull/launcher.py, which records the
+# payload's exit status and resource usage in .hpcpull/exit_status.
+#
+# The batch system's own output holds only what this wrapper and the site setup print;
+# the job's stdout/stderr go to files in .hpcpull/.
+#$ -j y
+#$ -S /bin/bash
+# Several cores on one host: the route's single-host parallel environment
+# (HPCPULL_PARALLEL_ENVIRONMENT, allocation_rule $pe_slots).
+#$ -pe smp 4
+# h_vmem is per slot; sites that schedule on mem_free or m_mem_free override this line.
+#$ -l h_vmem=6000M
+#$ -l h_rt=12:00:00
+# GPUs are a site-defined consumable in Grid Engine; "gpu" is the common name.
+#$ -l gpu=1
+#$ -q gpu
+
+# Stop at the first failing command or unset variable: a broken wrapper must never pass
+# for a job that ran (hpcpull trusts only .hpcpull/exit_status, written by the launcher).
+set -euo pipefail
+
+printf 'hpcpull: HTCondor job %s.%s (%s) of user %s on %s\n' \
+    103 0 'submit.example.org#103.0#1795240200' \
+    alice "$HOSTNAME"
+
+# Resolve the launcher's interpreter first, so that neither the job's environment nor
+# the site setup below (a `module load`, say) can change which Python runs it.
+hpcpull_python=$(command -v python3) || {
+    echo "hpcpull: the launcher's interpreter" python3 "is not available on $HOSTNAME" >&2
+    exit 127
+}
+
+# The job's environment, and the variables HTCondor sets for every job.
+export CUDA_CACHE_DISABLE=1
+export _CONDOR_SCRATCH_DIR=/scratch/hpcpull/alice/103/0
+export _CONDOR_JOB_IWD=/scratch/hpcpull/alice/103/0
+export _CONDOR_JOB_AD=/scratch/hpcpull/alice/103/0/.hpcpull/job.ad
+
+cd /scratch/hpcpull/alice/103/0
+
+# Run the payload. The launcher writes .hpcpull/started, redirects the job's streams,
+# waits, then writes .hpcpull/exit_status (exit code or signal, times, CPU, max RSS)
+# atomically. If the batch system kills the job (time limit, cancel), the launcher dies with it and
+# writes no exit_status: that is how hpcpull tells it from a payload killed by a signal.
+# -I keeps the job's PYTHON* variables away from the launcher; variables bash reserves
+# for itself (IFS, UID, ...) reach the payload through --env instead of export.
+exec "$hpcpull_python" -I .hpcpull/launcher.py \
+    --stdin /dev/null \
+    --stdout .hpcpull/stdout \
+    --merge-stderr \
+    --started .hpcpull/started \
+    --status .hpcpull/exit_status \
+    -- ./train.py --epochs 10 --data data/ --checkpoint-dir checkpoints
