@@ -1,32 +1,138 @@
-"""`hpcpull`: the admin tool (render a job's batch script, run the demo)."""
+"""`hpcpull`: the admin tool (render a job's batch script, explain routing, run the demo)."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:
+    from .routes import RouteVerdict, RoutingDecision
+
+
+def _read_job_ad(path: str) -> str:
+    """The JOB_AD argument: a file, or ``-`` for stdin (raises OSError/ValueError)."""
+    if path == "-":
+        return sys.stdin.read()
+    return Path(path).read_text(encoding="utf-8")
 
 
 def _render(args: argparse.Namespace) -> int:
     """Print the batch script a job would get on a route, without submitting anything."""
-    from .classads import parse_old_ad
     from .config import Config
     from .errors import HpcPullError
     from .jobdir import job_dir_for
     from .render import render_batch_script
+    from .routes import load_job_ad
 
-    text = Path(args.job_ad).read_text() if args.job_ad != "-" else sys.stdin.read()
     try:
-        ad = parse_old_ad(text)
+        ad = load_job_ad(_read_job_ad(args.job_ad), args.job)
         route = Config().route(args.route)
         owner = ad.get("Owner") or "nobody"
         job = job_dir_for(route.scratch_root, owner, int(ad.get("ClusterId") or 0), int(ad.get("ProcId") or 0))
         sys.stdout.write(render_batch_script(ad, route, job.path))
-    except (HpcPullError, ValueError) as exc:
-        print(f"hpcpull render: {exc}", file=sys.stderr)
+    except (HpcPullError, ValueError, OSError) as exc:
+        print(f"hpcpull render: {_one_line(exc)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"cannot read {exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"the job ad is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    return " ".join(str(exc).split())
+
+
+def _route_line(verdict: RouteVerdict, decision: RoutingDecision) -> str:
+    if verdict.matches:
+        if decision.chosen is not None and decision.chosen != verdict.name:
+            return f"Route {verdict.name}: MATCHES (but {decision.chosen} is tried first)"
+        return f"Route {verdict.name}: MATCHES"
+    return f"Route {verdict.name}: does not match"
+
+
+def _format_decision(decision: RoutingDecision) -> str:
+    """The route-info report: one block per route, then the router's choice."""
+    from .routes import JOB_STATUS
+
+    table = decision.table
+    out: list[str] = []
+    header = f"Job {decision.job_id}"
+    if decision.owner is not None:
+        header += f": Owner {decision.owner}"
+    if decision.job_status is not None:
+        state = JOB_STATUS.get(decision.job_status, "unknown")
+        header += f", JobStatus {decision.job_status} ({state})"
+    out.append(header)
+    order = ", ".join(table.route_names) or "none"
+    policy = "one of the matching routes in turn (JOB_ROUTER_ROUND_ROBIN_SELECTION)" if table.round_robin \
+        else "the first match wins"
+    out.append(f"Routes are tried in JOB_ROUTER_ROUTE_NAMES order ({order}); {policy}.")
+    if table.source_constraint:
+        out.append(f"JOB_ROUTER_SOURCE_JOB_CONSTRAINT = {table.source_constraint}")
+    for verdict in decision.routes:
+        route = verdict.route
+        out.append("")
+        out.append(_route_line(verdict, decision))
+        facts = [
+            "enabled" if verdict.enabled else "not enabled (not in JOB_ROUTER_ROUTE_NAMES)",
+            "served by hpcpull" if verdict.served else "not served by hpcpull (HPCPULL_ROUTE_NAMES)",
+        ]
+        if route.defined and not route.error:
+            facts.append(f"universe {route.universe_name} ({route.universe})")
+            facts.append(f"MaxJobs {route.max_jobs}, MaxIdleJobs {route.max_idle_jobs}")
+            if route.grid_resource:
+                facts.append(f"GridResource {route.grid_resource}")
+        out.append("  " + "; ".join(facts))
+        if verdict.requirements is not None and route.requirements is None:
+            out.append("  no REQUIREMENTS (JOB_ROUTER_SOURCE_JOB_CONSTRAINT alone selects jobs)")
+        elif verdict.requirements is not None:
+            out.append(f"  REQUIREMENTS {verdict.requirements}")
+        for statement in route.sets:
+            out.append(f"  {statement}")
+        for reason in verdict.reasons:
+            label = "REQUIREMENTS" if reason.kind == "requirements" else reason.kind
+            out.append(f"  - {label}: {reason.text}")
+        for note in verdict.notes:
+            out.append(f"  note: {note}")
+    out.append("")
+    if decision.chosen is not None:
+        served = "served by hpcpull" if table.served(decision.chosen) else \
+            "not in HPCPULL_ROUTE_NAMES: hpcpull's hooks pass its jobs through untouched"
+        out.append(f"The router would choose: {decision.chosen} ({served})")
+    elif decision.matching:
+        out.append("The router would choose one of: " + ", ".join(decision.matching))
+    else:
+        out.append("No route takes this job.")
+    out.extend(f"note: {note}" for note in decision.notes)
+    return "\n".join(out) + "\n"
+
+
+def _route_info(args: argparse.Namespace) -> int:
+    """Explain where condor_job_router would send a job, and why other routes do not take it."""
+    from .errors import HpcPullError
+    from .routes import decide, load_job_ad, load_routing_table
+
+    try:
+        if args.route is not None and not re.match(r"^[A-Za-z0-9_]+$", args.route):
+            raise HpcPullError(f"route name {args.route!r} must be letters, digits and _")
+        job = load_job_ad(_read_job_ad(args.job_ad), args.job)
+        table = load_routing_table(extra_routes=[args.route] if args.route else ())
+        if args.route is not None:
+            route = table.route(args.route)
+            if route is None or (not route.defined and not table.enabled(args.route)):
+                raise HpcPullError(f"unknown route {args.route!r}: no JOB_ROUTER_ROUTE_{args.route} "
+                                   "in the configuration")
+        decision = decide(job, table, only=args.route)
+    except (HpcPullError, ValueError, OSError) as exc:
+        print(f"hpcpull route-info: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    sys.stdout.write(_format_decision(decision))
+    return 0 if any(v.matches for v in decision.routes) else 1
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -41,7 +147,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     render = sub.add_parser("render", help="print the batch script a job ad gets on a route")
     render.add_argument("job_ad", help="job ad file in old ClassAd syntax (condor_q -l), or -")
     render.add_argument("route", help="route name (JOB_ROUTER_ROUTE_<name>)")
+    render.add_argument("--job", metavar="CLUSTER.PROC", help="the job to use when JOB_AD holds several ads")
     render.set_defaults(func=_render)
+    info = sub.add_parser(
+        "route-info", help="explain which route condor_job_router would choose for a job, and why not others",
+        description="Evaluate the router's candidate test and every route's REQUIREMENTS for a job. "
+                    "Exit status: 0 a route matches, 1 none does, 2 bad input.")
+    info.add_argument("job_ad", help="job ad file in old ClassAd syntax, condor_q -l output, or -")
+    info.add_argument("--job", metavar="CLUSTER.PROC", help="the job to use when JOB_AD holds several ads")
+    info.add_argument("--route", metavar="NAME", help="only report this route")
+    info.set_defaults(func=_route_info)
     demo = sub.add_parser("demo", help="run a sample job through the hooks into Slurm (needs SLURM_CONF)")
     demo.add_argument("--workdir", default="demo-output", help="where the demo writes (default: %(default)s)")
     demo.set_defaults(func=_demo)
