@@ -6,6 +6,7 @@ from typing import Callable, Mapping
 
 from ..errors import ConfigError
 from .base import BatchJobStatus, BatchState, BatchSystem, LrmsError
+from .lsf import LsfBatchSystem
 from .slurm import SlurmBatchSystem
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "BatchState",
     "BatchSystem",
     "LrmsError",
+    "LsfBatchSystem",
     "SlurmBatchSystem",
     "get_batch_system",
 ]
@@ -21,6 +23,7 @@ __all__ = [
 # name (as in HPCPULL_LRMS) -> adapter class
 BATCH_SYSTEMS: dict[str, Callable[..., BatchSystem]] = {
     "slurm": SlurmBatchSystem,
+    "lsf": LsfBatchSystem,
 }
 
 
