@@ -11,6 +11,7 @@ a harmless job, one line per value, and the payload's argv intact.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -44,8 +45,15 @@ ENV_NAME = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
 RouteFactory = Callable[..., RouteSettings]
 
 
+# Any line a batch system could read as a directive: bsub also reads "# BSUB" and lines
+# after the first command, and some parsers skip leading blanks.
+ANY_DIRECTIVE = re.compile(r"\s*#\s*(SBATCH|PBS|\$|BSUB)")
+
+
 def directive_lines(script: str, lrms: str) -> list[str]:
-    return [line for line in script.split("\n") if line.startswith(DIRECTIVE_PREFIX[lrms])]
+    lines = [line for line in script.split("\n") if ANY_DIRECTIVE.match(line)]
+    assert all(line.startswith(DIRECTIVE_PREFIX[lrms]) for line in lines), lines  # only our own kind
+    return lines
 
 
 def payload_words(script: str) -> list[str]:

@@ -7,10 +7,9 @@
 # the job's stdout/stderr go to files in .hpcpull/.
 # An HTCondor job is one process tree on one machine: all its cores on one host.
 #BSUB -n 4
-#BSUB -R "span[hosts=1]"
-# Memory per host (RequestMemory), in LSF_UNIT_FOR_LIMITS units (MB on most sites).
-#BSUB -R "rusage[mem=24000]"
-#BSUB -M 24000
+#BSUB -R "span[hosts=1] rusage[mem=6000MB]"
+# Memory limit per process; the reservation above is RequestMemory per host, spread over its slots.
+#BSUB -M 24000MB
 # Run limit in minutes.
 #BSUB -W 720
 #BSUB -gpu "num=1:gmodel=a100"

@@ -8,11 +8,9 @@
 # A multi-task (MPI) job: HpcPullNodes x HpcPullTasksPerNode ranks, HpcPullTasksPerNode
 # per host, each with RequestCpus / HpcPullTasksPerNode cores.
 #BSUB -n 64
-#BSUB -R "span[ptile=16]"
-#BSUB -R "affinity[core(2)]"
-# Memory per host (RequestMemory), in LSF_UNIT_FOR_LIMITS units (MB on most sites).
-#BSUB -R "rusage[mem=96000]"
-#BSUB -M 96000
+#BSUB -R "span[ptile=16] affinity[core(2)] rusage[mem=6000MB]"
+# Memory limit per process; the reservation above is RequestMemory per host, spread over its slots.
+#BSUB -M 96000MB
 # Run limit in minutes.
 #BSUB -W 600
 #BSUB -q parallel

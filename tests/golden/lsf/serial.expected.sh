@@ -7,10 +7,9 @@
 # the job's stdout/stderr go to files in .hpcpull/.
 # An HTCondor job is one process tree on one machine: all its cores on one host.
 #BSUB -n 1
-#BSUB -R "span[hosts=1]"
-# Memory per host (RequestMemory), in LSF_UNIT_FOR_LIMITS units (MB on most sites).
-#BSUB -R "rusage[mem=64]"
-#BSUB -M 64
+#BSUB -R "span[hosts=1] rusage[mem=64MB]"
+# Memory limit per process; the reservation above is RequestMemory per host, spread over its slots.
+#BSUB -M 64MB
 # No -W: the job sets no BatchRuntime/maxWallTime and the route no default walltime,
 # so the queue's RUNLIMIT applies.
 

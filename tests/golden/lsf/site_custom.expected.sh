@@ -7,15 +7,15 @@
 # the job's stdout/stderr go to files in .hpcpull/.
 # An HTCondor job is one process tree on one machine: all its cores on one host.
 #BSUB -n 2
-#BSUB -R "span[hosts=1]"
-# Memory per host (RequestMemory), in LSF_UNIT_FOR_LIMITS units (MB on most sites).
-#BSUB -R "rusage[mem=4000]"
-#BSUB -M 4000
+#BSUB -R "span[hosts=1] rusage[mem=2000MB]"
+# Memory limit per process; the reservation above is RequestMemory per host, spread over its slots.
+#BSUB -M 4000MB
 # Run limit in minutes.
 #BSUB -W 2880
 #BSUB -q long
 #BSUB -P hep-prod
-# Site directives (HPCPULL_EXTRA_DIRECTIVES); they override the lines above.
+# Site directives (HPCPULL_EXTRA_DIRECTIVES); they override the lines above (not -n,
+# where the first wins: a site that sets its own -n overrides this template instead).
 #BSUB -R "select[model==Haswell]"
 #BSUB -G hep
 

@@ -7,10 +7,9 @@
 # the job's stdout/stderr go to files in .hpcpull/.
 # An HTCondor job is one process tree on one machine: all its cores on one host.
 #BSUB -n 1
-#BSUB -R "span[hosts=1]"
-# Memory per host (RequestMemory), in LSF_UNIT_FOR_LIMITS units (MB on most sites).
-#BSUB -R "rusage[mem=2048]"
-#BSUB -M 2048
+#BSUB -R "span[hosts=1] rusage[mem=2048MB]"
+# Memory limit per process; the reservation above is RequestMemory per host, spread over its slots.
+#BSUB -M 2048MB
 # Run limit in minutes.
 #BSUB -W 120
 

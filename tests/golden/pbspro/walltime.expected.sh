@@ -1,5 +1,5 @@
 #!/bin/bash
-# PBS Pro batch script written by hpcpull for an HTCondor job (route Slurm).
+# OpenPBS / PBS Pro batch script written by hpcpull for an HTCondor job (route Slurm).
 # The job runs in its job directory through .hpcpull/launcher.py, which records the
 # payload's exit status and resource usage in .hpcpull/exit_status.
 #
