@@ -3,7 +3,7 @@
 # hpcpull hooks into it and back, then stop Slurm again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-machine.sh
+HPCPULL_SKIP_GRIDENGINE=1 bash scripts/setup-machine.sh  # the demo needs Slurm only
 work=${1:-$PWD/demo-output}
 rm -rf "$work" && mkdir -p "$work"
 cluster=$(mktemp -d /tmp/hpcpull-demo-slurm.XXXXXX)

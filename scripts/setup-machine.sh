@@ -1,13 +1,19 @@
 #!/bin/bash
 # Install what hpcpull's demo and tests need on a fresh Debian machine (run as root):
-# Slurm + munge from Debian (started privately by the tests, never as a service) and
-# hpcpull itself with its test tools from PyPI.
+# Slurm + munge from Debian (started privately by the tests, never as a service), the
+# Torque-compatible PBS wrappers (unpacked under /opt/hpcpull-torque, not installed: they
+# conflict with Grid Engine's qsub), Grid Engine, and hpcpull itself with its test tools.
+#   HPCPULL_SKIP_GRIDENGINE=1  leaves Grid Engine out (its tests are then skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v slurmctld >/dev/null || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       slurmctld slurmd slurm-client munge >/dev/null
+fi
+bash scripts/torque-wrappers-install.sh
+if [ -z "${HPCPULL_SKIP_GRIDENGINE:-}" ]; then
+  bash scripts/sge-install.sh
 fi
 # setuptools and wheel: the install test builds hpcpull without network isolation.
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "setuptools>=68" wheel

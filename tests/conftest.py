@@ -44,33 +44,52 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 ROUTE_BODY = "REQUIREMENTS WantHpc =?= true\nUNIVERSE VANILLA\nSET Requirements false"
 
 
-@pytest.fixture
-def gateway(tmp_path: Path, slurm_env: dict[str, str]):
-    """A simulated gateway (router + schedd around the real hooks) in front of the private Slurm."""
+# What batch commands need from a batch system fixture's environment (the hooks give
+# batch commands a minimal environment plus HPCPULL_LRMS_ENVIRONMENT).
+LRMS_ENVIRONMENT_NAMES = ("PATH", "SLURM_CONF", "SGE_ROOT", "SGE_CELL", "HPCPULL_FAKE_LSF_DIR")
+
+
+def make_gateway(tmp_path: Path, lrms: str, lrms_env: dict[str, str], route: str = "Slurm", **knobs: str):
+    """A simulated gateway (router + schedd around the real hooks) in front of a batch system.
+
+    ``route`` is served by hpcpull on ``lrms``; a second route "Other" is not.  Batch
+    commands run with the parts of ``lrms_env`` that name the cluster (PATH, SLURM_CONF, ...).
+    """
     from hpcpull.routersim import RouterSim, hook_environment, write_gateway_config
 
     scratch = tmp_path / "scratch"
     scratch.mkdir(mode=0o1777)
+    lrms_words = " ".join(
+        f"{name}={lrms_env[name]}" for name in LRMS_ENVIRONMENT_NAMES if name in lrms_env
+    )
     config = write_gateway_config(
         tmp_path / "gateway",
-        routes={"Slurm": ROUTE_BODY, "Other": ROUTE_BODY},
+        routes={route: ROUTE_BODY, "Other": ROUTE_BODY},
         knobs={
-            "HPCPULL_ROUTE_NAMES": "Slurm",
+            "HPCPULL_ROUTE_NAMES": route,
+            "HPCPULL_LRMS": lrms,
             "HPCPULL_SCRATCH_ROOT": str(scratch),
-            "HPCPULL_ROUTE_Slurm_PARTITION": "debug",
             "HPCPULL_STATUS_CACHE_DIR": str(tmp_path / "gateway" / "status"),
             "HPCPULL_STATUS_MAX_AGE": "1",
             "HPCPULL_EXIT_FILE_GRACE": "2",
             "HPCPULL_COMMAND_TIMEOUT": "15",
             "HPCPULL_SCHEDD_DOUBLE": str(tmp_path / "gateway" / "schedd-double.jsonl"),
-            "HPCPULL_LRMS_ENVIRONMENT": f"SLURM_CONF={slurm_env['SLURM_CONF']}",
+            "HPCPULL_LRMS_ENVIRONMENT": lrms_words,
+            **knobs,
         },
     )
     router = RouterSim(env=hook_environment(config), workdir=tmp_path / "gateway")
     router.config_path = config  # type: ignore[attr-defined]
     router.scratch = scratch  # type: ignore[attr-defined]
-    router.slurm_env = slurm_env  # type: ignore[attr-defined]
+    router.lrms_env = lrms_env  # type: ignore[attr-defined]
+    router.slurm_env = lrms_env  # type: ignore[attr-defined]
     return router
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, slurm_env: dict[str, str]):
+    """A simulated gateway in front of the private Slurm (route "Slurm", partition debug)."""
+    return make_gateway(tmp_path, "slurm", slurm_env, HPCPULL_ROUTE_Slurm_PARTITION="debug")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
