@@ -7,6 +7,7 @@ from typing import Callable, Mapping
 from ..errors import ConfigError
 from .base import BatchJobStatus, BatchState, BatchSystem, LrmsError
 from .lsf import LsfBatchSystem
+from .pbs import PbsBatchSystem, PbsProBatchSystem
 from .slurm import SlurmBatchSystem
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "BatchSystem",
     "LrmsError",
     "LsfBatchSystem",
+    "PbsBatchSystem",
+    "PbsProBatchSystem",
     "SlurmBatchSystem",
     "get_batch_system",
 ]
@@ -24,6 +27,8 @@ __all__ = [
 BATCH_SYSTEMS: dict[str, Callable[..., BatchSystem]] = {
     "slurm": SlurmBatchSystem,
     "lsf": LsfBatchSystem,
+    "pbs": PbsBatchSystem,
+    "pbspro": PbsProBatchSystem,
 }
 
 

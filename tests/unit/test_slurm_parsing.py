@@ -451,8 +451,8 @@ def test_get_batch_system() -> None:
     batch = get_batch_system("Slurm", {"SLURM_CONF": "/x/slurm.conf"}, timeout=7)
     assert isinstance(batch, SlurmBatchSystem) and batch.name == "slurm" and batch.timeout == 7
     assert batch.env == {"SLURM_CONF": "/x/slurm.conf", "SLURM_TIME_FORMAT": "%s"}
-    with pytest.raises(ConfigError, match="pbs"):
-        get_batch_system("pbs", {})
+    with pytest.raises(ConfigError, match=r"unknown batch system 'condor' \(supported: lsf, pbs, pbspro, sge, slurm\)"):
+        get_batch_system("condor", {})
 
 
 class FakeSlurm(SlurmBatchSystem):
