@@ -161,6 +161,14 @@ def lsf_minutes(seconds: Any) -> int:
     return max(1, -(-math.ceil(float(seconds)) // 60))
 
 
+def is_resource_directive(line: Any) -> bool:
+    """Jinja test ``resource_directive``: an admin directive line that requests a resource (-l)."""
+    words = str(line).split()
+    if words and words[0].startswith("#"):
+        words = words[1:]
+    return bool(words) and words[0].startswith("-l")
+
+
 def is_bash_special(name: Any) -> bool:
     """Jinja test ``bash_special``: a name the wrapper shell must not export itself."""
     return str(name) in BASH_SPECIAL or str(name).startswith("BASH")
@@ -188,6 +196,7 @@ def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
         lsf_minutes=lsf_minutes,
     )
     env.tests["bash_special"] = is_bash_special
+    env.tests["resource_directive"] = is_resource_directive
     return env
 
 

@@ -7,12 +7,16 @@
 # the job's stdout/stderr go to files in .hpcpull/.
 #PBS -j oe
 #PBS -S /bin/bash
+# Site resources (HPCPULL_EXTRA_DIRECTIVES "-l ..."): for a resource named twice in the
+# script PBS Pro keeps the FIRST value, so these come before the generated ones.
+#PBS -l place=pack
 # An HTCondor job is one process tree on one machine: one chunk with all its cores.
 #PBS -l select=1:ncpus=2:mem=4000mb
 #PBS -l walltime=48:00:00
 #PBS -q long
 #PBS -A hep-prod
-# Site directives (HPCPULL_EXTRA_DIRECTIVES); they override the lines above.
+# Site directives (HPCPULL_EXTRA_DIRECTIVES) other than -l: for a repeated option the
+# LAST one wins, so they come after the generated ones.
 #PBS -m n
 #PBS -W umask=027
 
