@@ -8,6 +8,7 @@ from ..errors import ConfigError
 from .base import BatchJobStatus, BatchState, BatchSystem, LrmsError
 from .lsf import LsfBatchSystem
 from .pbs import PbsBatchSystem, PbsProBatchSystem
+from .sge import SgeBatchSystem
 from .slurm import SlurmBatchSystem
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "LsfBatchSystem",
     "PbsBatchSystem",
     "PbsProBatchSystem",
+    "SgeBatchSystem",
     "SlurmBatchSystem",
     "get_batch_system",
 ]
@@ -29,6 +31,7 @@ BATCH_SYSTEMS: dict[str, Callable[..., BatchSystem]] = {
     "lsf": LsfBatchSystem,
     "pbs": PbsBatchSystem,
     "pbspro": PbsProBatchSystem,
+    "sge": SgeBatchSystem,
 }
 
 
