@@ -429,13 +429,21 @@ def _truth(value: Any) -> Optional[bool]:
 
 def _evaluate(expr: str, job: classad2.ClassAd, as_target: bool = False) -> Any:
     """Evaluate ``expr`` for ``job``; ``as_target`` puts the job on the target side of a
-    match ad, as the router's candidate query does (``target.X`` and bare ``X`` both reach it)."""
+    match ad, as the router's candidate query does (``target.X`` and bare ``X`` both reach it).
+
+    The daemons resolve a bare name that MY lacks in TARGET (old ClassAd semantics);
+    classad2 does not, so a copy of the job stands in as MY: bare names and ``target.X``
+    then reach the job, and only an explicit ``MY.X`` differs (the router would see
+    undefined there).
+    """
     try:
         tree = classad2.ExprTree(expr)
     except Exception:  # noqa: BLE001 - ClassAdException: does not parse
         raise HpcPullError(f"expression does not parse: {expr}") from None
     try:
-        return tree.eval(classad2.ClassAd(), job) if as_target else tree.eval(job)
+        if as_target:
+            return tree.eval(classad2.parseOne(job.printOld(), classad2.ParserType.Old), job)
+        return tree.eval(job)
     except Exception:  # noqa: BLE001 - ClassAdException "failed to evaluate expression"
         return _FAILED
 

@@ -67,7 +67,7 @@ def test_shipped_files_load_and_hooks_resolve(tmp_path):
     assert values["JOB_ROUTER_HOOK_KEYWORD"] == "HPCPULL"
     assert values["HPCPULL_HOOK_TRANSLATE_JOB"] == "/usr/local/bin/hpcpull-translate"
     assert values["HPCPULL_HOOK_JOB_CLEANUP"] == "/usr/local/bin/hpcpull-cleanup"
-    assert values["HPCPULL_ROUTE_NAMES"] == "Short Long"
+    assert values["HPCPULL_ROUTE_NAMES"] == "Gpu Mpi Short Long"
     assert "SET Requirements false" in values["JOB_ROUTER_ROUTE_Short"]
     assert values["HPCPULL_STATUS_CACHE_DIR"] == f"{tmp_path}/lib/hpcpull/status"
 
@@ -78,15 +78,20 @@ def test_route_overrides_and_defaults_through_param(tmp_path):
     config = write_config(tmp_path, CONFIG_D / "50-hpcpull.conf", routes)
     knobs = ["JOB_ROUTER_ROUTE_NAMES", "HPCPULL_ROUTE_NAMES", "JOB_ROUTER_ROUTE_Short", "JOB_ROUTER_ROUTE_Long"]
     knobs += [f"HPCPULL_{k}" for k in {**ROUTE_KNOBS, **GLOBAL_KNOBS}]
-    knobs += [f"HPCPULL_ROUTE_{r}_{k}" for r in ("Short", "Long") for k in ROUTE_KNOBS]
+    knobs += [f"JOB_ROUTER_ROUTE_{r}" for r in ("Gpu", "Mpi")]
+    knobs += [f"HPCPULL_ROUTE_{r}_{k}" for r in ("Gpu", "Mpi", "Short", "Long") for k in ROUTE_KNOBS]
     values = param(config, *knobs)
     cfg = Config(lambda name: values.get(name))
     short, long_ = cfg.route("Short"), cfg.route("Long")
     assert (short.partition, short.default_walltime_s, short.account) == ("short", 3600, "")
+    assert short.max_walltime_s == 4 * 3600 and long_.max_walltime_s is None
     assert (long_.partition, long_.account, long_.extra_directives) == ("long", "htc", ("--qos=htc",))
     assert short.lrms == "slurm" and short.template_name == "slurm/job.sh.j2"
+    gpu, mpi = cfg.route("Gpu"), cfg.route("Mpi")
+    assert (gpu.gpu_type, gpu.max_gpus, gpu.max_walltime_s) == ("a100", 4, 2 * 86400)
+    assert (mpi.max_nodes, mpi.max_cpus, [s.name for s in mpi.launcher]) == (16, 64, ["srun"])
     gateway = cfg.gateway()
-    assert gateway.route_names == ("Short", "Long") and gateway.status_max_age_s == 30
+    assert gateway.route_names == ("Gpu", "Mpi", "Short", "Long") and gateway.status_max_age_s == 30
     assert cfg.is_hpcpull_route("short") and not cfg.is_hpcpull_route("Other")
 
 
@@ -139,3 +144,25 @@ def test_route_whose_knobs_contradict_each_other_is_refused():
 def test_unknown_route_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown route 'Nope'"):
         Config({}.get).route("Nope")
+
+
+@pytest.mark.parametrize("attrs,route", [
+    ({"RequestGPUs": 2}, "Gpu"),
+    ({"HpcPullNodes": 4, "HpcPullTasksPerNode": 32}, "Mpi"),
+    ({"BatchRuntime": 600}, "Short"),
+    ({"BatchRuntime": 86400}, "Long"),
+])
+def test_example_routes_send_each_kind_of_job_where_its_comment_says(tmp_path, attrs, route):
+    import classad2
+
+    from hpcpull.routes import decide, load_routing_table
+
+    routes = tmp_path / "60-routes.conf"
+    routes.write_text((CONFIG_D / "60-hpcpull-routes.conf.example").read_text())
+    config = write_config(tmp_path, CONFIG_D / "50-hpcpull.conf", routes)
+    names = ["JOB_ROUTER_ROUTE_NAMES", "HPCPULL_ROUTE_NAMES", "JOB_ROUTER_SOURCE_JOB_CONSTRAINT"]
+    names += [f"JOB_ROUTER_ROUTE_{r}" for r in ("Gpu", "Mpi", "Short", "Long")]
+    values = param(config, *names)
+    job = classad2.ClassAd({"ClusterId": 1, "ProcId": 0, "JobStatus": 1, "Owner": "alice", "WantHpc": True,
+                            "JobUniverse": 5, **attrs})
+    assert decide(job, load_routing_table(lambda name: values.get(name))).chosen == route
