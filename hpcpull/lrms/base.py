@@ -11,6 +11,7 @@ and says whether retrying later may help (``transient``).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
@@ -237,6 +238,11 @@ class BatchSystem(ABC):
     name: str = ""
     # Case-insensitive substrings of a failed command's output that mean "try again later".
     transient_markers: tuple[str, ...] = ()
+    # What a job id and a job name look like on this system; checked before any command
+    # runs, so that neither can become an option or a second argument.
+    job_id_pattern: re.Pattern[str] = re.compile(r"[0-9]+")
+    job_name_pattern: re.Pattern[str] = re.compile(r"[A-Za-z0-9_.-]+")
+    job_name_max: int = 1024
 
     def __init__(self, env: Mapping[str, str], timeout: float = 30.0) -> None:
         self.env: dict[str, str] = dict(env)
@@ -303,6 +309,23 @@ class BatchSystem(ABC):
         """One probe of the accounting database (see :meth:`accounting_available`)."""
 
     # --- helpers for subclasses ----------------------------------------------------
+
+    def _check_job_id(self, job_id: str) -> str:
+        if not isinstance(job_id, str) or not self.job_id_pattern.fullmatch(job_id):
+            raise ValueError(f"not a {self.name} job id: {job_id!r}")
+        return job_id
+
+    def _check_job_name(self, job_name: str) -> str:
+        if (
+            not isinstance(job_name, str)
+            or not self.job_name_pattern.fullmatch(job_name)
+            or len(job_name) > self.job_name_max
+        ):
+            raise ValueError(
+                f"{self.name} job name must match {self.job_name_pattern.pattern} "
+                f"(at most {self.job_name_max} characters): {job_name!r}"
+            )
+        return job_name
 
     def _run(
         self, argv: list[str], cwd: Optional[Path] = None, stdin: Optional[str] = None

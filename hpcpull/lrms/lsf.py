@@ -232,23 +232,14 @@ class LsfBatchSystem(BatchSystem):
 
     name = "lsf"
     transient_markers = TRANSIENT_MARKERS
+    job_id_pattern = _JOB_ID
+    job_name_pattern = _JOB_NAME  # no '*' (a bjobs -J wildcard), no '[' (a job array)
 
     def __init__(self, env: Mapping[str, str], timeout: float = 30.0) -> None:
         super().__init__(env, timeout)
         self.env["LC_ALL"] = "C"
 
-    @staticmethod
-    def _check_job_id(job_id: str) -> str:
-        if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
-            raise ValueError(f"not an LSF job id: {job_id!r}")
-        return job_id
 
-    @staticmethod
-    def _check_job_name(job_name: str) -> str:
-        # No '*' (a bjobs -J wildcard) and no '[' (a job array), by construction.
-        if not isinstance(job_name, str) or not _JOB_NAME.fullmatch(job_name):
-            raise ValueError(f"batch job name must match [A-Za-z0-9_.-]+: {job_name!r}")
-        return job_name
 
     def submit(self, script: Path, job_name: str, workdir: Path, output: Path) -> str:
         self._check_job_name(job_name)

@@ -410,28 +410,14 @@ class PbsBatchSystem(BatchSystem):
 
     name = "pbs"
     transient_markers = TRANSIENT_MARKERS
+    job_id_pattern = _JOB_ID
+    job_name_pattern = _JOB_NAME
+    job_name_max = JOB_NAME_MAX
     dialect: PbsDialect = TORQUE
 
     # --- validation ------------------------------------------------------------------
 
-    @staticmethod
-    def _check_job_id(job_id: str) -> str:
-        if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
-            raise ValueError(f"not a PBS job id: {job_id!r}")
-        return job_id
 
-    @staticmethod
-    def _check_job_name(job_name: str) -> str:
-        if (
-            not isinstance(job_name, str)
-            or not _JOB_NAME.fullmatch(job_name)
-            or len(job_name) > JOB_NAME_MAX
-        ):
-            raise ValueError(
-                f"PBS job name must match [A-Za-z][A-Za-z0-9_.-]* (at most {JOB_NAME_MAX} characters): "
-                f"{job_name!r}"
-            )
-        return job_name
 
     @staticmethod
     def _check_path(path: Path, what: str) -> str:

@@ -325,23 +325,15 @@ def _dedupe(ids: Iterable[str]) -> list[str]:
 class SgeBatchSystem(BatchSystem):
     name = "sge"
     transient_markers = TRANSIENT_MARKERS
+    job_id_pattern = _JOB_ID
+    job_name_pattern = _JOB_NAME
 
     def __init__(self, env: Mapping[str, str], timeout: float = 30.0) -> None:
         super().__init__(env, timeout)
         self.env["TZ"] = "UTC"      # qstat/qacct times are the client's local time, zone not shown
         self.env["LC_ALL"] = "C"    # English messages and day names
 
-    @staticmethod
-    def _check_job_id(job_id: str) -> str:
-        if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
-            raise ValueError(f"not a Grid Engine job id: {job_id!r}")
-        return job_id
 
-    @staticmethod
-    def _check_job_name(job_name: str) -> str:
-        if not isinstance(job_name, str) or not _JOB_NAME.fullmatch(job_name):
-            raise ValueError(f"Grid Engine job name must match [A-Za-z_][A-Za-z0-9_.-]*: {job_name!r}")
-        return job_name
 
     @staticmethod
     def _check_path(path: Path, what: str) -> str:

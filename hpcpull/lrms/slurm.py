@@ -215,22 +215,14 @@ def _dedupe(ids: Iterable[str]) -> list[str]:
 class SlurmBatchSystem(BatchSystem):
     name = "slurm"
     transient_markers = TRANSIENT_MARKERS
+    job_id_pattern = _JOB_ID
+    job_name_pattern = _JOB_NAME
 
     def __init__(self, env: Mapping[str, str], timeout: float = 30.0) -> None:
         super().__init__(env, timeout)
         self.env["SLURM_TIME_FORMAT"] = "%s"
 
-    @staticmethod
-    def _check_job_id(job_id: str) -> str:
-        if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
-            raise ValueError(f"not a Slurm job id: {job_id!r}")
-        return job_id
 
-    @staticmethod
-    def _check_job_name(job_name: str) -> str:
-        if not isinstance(job_name, str) or not _JOB_NAME.fullmatch(job_name):
-            raise ValueError(f"batch job name must match [A-Za-z0-9_.-]+: {job_name!r}")
-        return job_name
 
     def submit(self, script: Path, job_name: str, workdir: Path, output: Path) -> str:
         self._check_job_name(job_name)

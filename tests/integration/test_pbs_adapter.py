@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -18,6 +17,7 @@ import pytest
 
 from hpcpull.lrms.base import BatchJobStatus, BatchState, LrmsError
 from hpcpull.lrms.pbs import PbsBatchSystem, parse_qstat_full
+from tests.integration.batch_tracking import tracked, unique_name
 
 POLL_S = 0.2
 WAIT_S = 30.0
@@ -26,22 +26,8 @@ WAIT_S = 30.0
 @pytest.fixture
 def batch(torque_env: dict[str, str]) -> Iterator[PbsBatchSystem]:
     system = PbsBatchSystem(torque_env, timeout=20)
-    submitted: list[str] = []
-    real_submit = system.submit
+    yield from tracked(system)
 
-    def submit(script: Path, job_name: str, workdir: Path, output: Optional[Path] = None) -> str:
-        job_id = real_submit(script, job_name, workdir, output or workdir / f"{job_name}.out")
-        submitted.append(job_id)
-        return job_id
-
-    system.submit = submit  # type: ignore[method-assign]
-    yield system
-    for job_id in submitted:  # nothing of a test outlives it
-        system.cancel(job_id)
-
-
-def unique_name(tag: str) -> str:
-    return f"hpcpull-{tag}-{uuid.uuid4().hex[:8]}"
 
 
 def write_job(directory: Path, name: str, body: str, *directives: str) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -14,6 +13,7 @@ import pytest
 from hpcpull.lrms import get_batch_system
 from hpcpull.lrms.base import BatchJobStatus, BatchState, LrmsError
 from hpcpull.lrms.slurm import SlurmBatchSystem
+from tests.integration.batch_tracking import tracked, unique_name
 
 POLL_S = 0.2
 WAIT_S = 60.0
@@ -23,22 +23,7 @@ WAIT_S = 60.0
 def batch(slurm_env: dict[str, str]) -> Iterator[SlurmBatchSystem]:
     system = get_batch_system("slurm", slurm_env, timeout=20)
     assert isinstance(system, SlurmBatchSystem)
-    submitted: list[str] = []
-    real_submit = system.submit
-
-    def submit(script: Path, job_name: str, workdir: Path, output: Optional[Path] = None) -> str:
-        job_id = real_submit(script, job_name, workdir, output or workdir / f"{job_name}.out")
-        submitted.append(job_id)
-        return job_id
-
-    system.submit = submit  # type: ignore[method-assign]
-    yield system
-    for job_id in submitted:  # nothing of a test outlives it
-        system.cancel(job_id)
-
-
-def unique_name(tag: str) -> str:
-    return f"hpcpull-test-{tag}-{uuid.uuid4().hex[:8]}"
+    yield from tracked(system)
 
 
 def write_job(directory: Path, name: str, body: str, *directives: str) -> Path:
