@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 import uuid
 from pathlib import Path
-from typing import Iterator, Optional, TypeVar
+from typing import Callable, Iterator, Optional, TypeVar
 
-from hpcpull.lrms.base import BatchSystem
+import pytest
+
+from hpcpull.lrms.base import BatchJobStatus, BatchSystem
 
 System = TypeVar("System", bound=BatchSystem)
 
@@ -29,3 +33,37 @@ def tracked(system: System) -> Iterator[System]:
 
 def unique_name(tag: str) -> str:
     return f"hpcpull-test-{tag}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_for(
+    batch: BatchSystem, job_ids: list[str], done: Callable[[BatchJobStatus], bool], wait_s: float = 60.0,
+    poll_s: float = 0.2,
+) -> dict[str, BatchJobStatus]:
+    """Poll bulk_status until every job in job_ids satisfies done; return the last snapshot."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        jobs = batch.bulk_status()
+        if all(i in jobs and done(jobs[i]) for i in job_ids):
+            return jobs
+        if time.monotonic() > deadline:
+            raise AssertionError(f"jobs {job_ids} not there after {wait_s} s: {[jobs.get(i) for i in job_ids]}")
+        time.sleep(poll_s)
+
+
+def is_terminal(status: BatchJobStatus) -> bool:
+    return status.state.is_terminal
+
+
+def record_commands(batch: BatchSystem, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The argv of every batch command ``batch`` runs from now on (to count status queries)."""
+    commands: list[list[str]] = []
+    real_run = batch._run
+
+    def recording_run(
+        argv: list[str], cwd: Optional[Path] = None, stdin: Optional[str] = None
+    ) -> subprocess.CompletedProcess[str]:
+        commands.append(argv)
+        return real_run(argv, cwd, stdin)
+
+    monkeypatch.setattr(batch, "_run", recording_run)
+    return commands

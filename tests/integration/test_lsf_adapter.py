@@ -11,13 +11,13 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Iterator
 
 import pytest
 
-from hpcpull.lrms.base import BatchJobStatus, BatchState, LrmsError
+from hpcpull.lrms.base import BatchState, LrmsError
 from hpcpull.lrms.lsf import LsfBatchSystem
-from tests.integration.batch_tracking import tracked, unique_name
+from tests.integration.batch_tracking import is_terminal, record_commands, tracked, unique_name, wait_for
 
 POLL_S = 0.1
 WAIT_S = 20.0
@@ -40,22 +40,6 @@ def write_job(directory: Path, name: str, body: str, *directives: str) -> Path:
     return script
 
 
-def wait_for(
-    batch: LsfBatchSystem, job_ids: list[str], done: Callable[[BatchJobStatus], bool]
-) -> dict[str, BatchJobStatus]:
-    """Poll bulk_status until every job in job_ids satisfies done; return the last snapshot."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        jobs = batch.bulk_status()
-        if all(i in jobs and done(jobs[i]) for i in job_ids):
-            return jobs
-        if time.monotonic() > deadline:
-            raise AssertionError(f"jobs {job_ids} not there after {WAIT_S} s: {[jobs.get(i) for i in job_ids]}")
-        time.sleep(POLL_S)
-
-
-def is_terminal(status: BatchJobStatus) -> bool:
-    return status.state.is_terminal
 
 
 def test_submit_poll_and_exit_codes(
@@ -70,16 +54,7 @@ def test_submit_poll_and_exit_codes(
         ids[code] = batch.submit(write_job(tmp_path / "scripts", f"exit{code}", body), name, workdir)
     assert all(job_id.isdigit() for job_id in ids.values())
 
-    commands: list[list[str]] = []
-    real_run = batch._run
-
-    def counting_run(
-        argv: list[str], cwd: Optional[Path] = None, stdin: Optional[str] = None
-    ) -> subprocess.CompletedProcess[str]:
-        commands.append(argv)
-        return real_run(argv, cwd, stdin)
-
-    monkeypatch.setattr(batch, "_run", counting_run)
+    commands = record_commands(batch, monkeypatch)
     polls = 0
     deadline = time.monotonic() + WAIT_S
     while True:

@@ -12,7 +12,7 @@ import pytest
 
 from hpcpull.lrms.base import BatchJobStatus, BatchState, LrmsError
 from hpcpull.lrms.sge import SgeBatchSystem
-from tests.integration.batch_tracking import tracked, unique_name
+from tests.integration.batch_tracking import record_commands, tracked, unique_name
 
 POLL_S = 0.25
 WAIT_S = 45.0  # right after the first configuration qacct may lag ~15 s (flush_time takes effect later)
@@ -83,16 +83,7 @@ def test_submit_directives_workdir_output_and_accounting(
     }
     assert all(job_id.isdigit() for job_id in ids.values())
 
-    commands: list[list[str]] = []
-    real_run = batch._run
-
-    def counting_run(
-        argv: list[str], cwd: Optional[Path] = None, stdin: Optional[str] = None
-    ) -> subprocess.CompletedProcess[str]:
-        commands.append(argv)
-        return real_run(argv, cwd, stdin)
-
-    monkeypatch.setattr(batch, "_run", counting_run)
+    commands = record_commands(batch, monkeypatch)
     seen: dict[str, set[BatchState]] = {key: set() for key in ids}
     polls = 0
     deadline = time.monotonic() + WAIT_S
@@ -112,7 +103,7 @@ def test_submit_directives_workdir_output_and_accounting(
     assert all(BatchState.RUNNING in states for states in seen.values()), seen
     assert all(states <= {BatchState.PENDING, BatchState.RUNNING} for states in seen.values()), seen
 
-    monkeypatch.setattr(batch, "_run", real_run)
+    monkeypatch.undo()  # stop recording commands
     multi = final_status(batch, ids["multicore"])
     assert (multi.state, multi.exit_code, multi.exit_signal) == (BatchState.FAILED, 3, None)
     assert multi.name == names["multicore"] and multi.reason == ""
