@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Optional
 
+import htcondor2
 import pytest
 
 from hpcpull.config import Config, RouteSettings
@@ -35,3 +37,25 @@ def make_route(**overrides: Any) -> RouteSettings:
 @pytest.fixture(scope="session")
 def route_factory() -> Callable[..., RouteSettings]:
     return make_route
+
+
+@pytest.fixture
+def condor_config(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """``use(routes, knobs)``: write a real gateway CONDOR_CONFIG and point htcondor2.param
+    at it in this process; the previous configuration is restored afterwards."""
+    from hpcpull.routersim import write_gateway_config
+
+    old = os.environ.get("CONDOR_CONFIG")
+
+    def use(routes: dict[str, str], knobs: Optional[dict[str, str]] = None) -> Path:
+        config = write_gateway_config(tmp_path / "gw", routes, knobs or {})
+        os.environ["CONDOR_CONFIG"] = str(config)
+        htcondor2.reload_config()
+        return config
+
+    yield use
+    if old is None:
+        os.environ.pop("CONDOR_CONFIG", None)
+    else:
+        os.environ["CONDOR_CONFIG"] = old
+    htcondor2.reload_config()

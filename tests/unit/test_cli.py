@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import htcondor2
 import pytest
 
 from hpcpull.cli import main
@@ -38,23 +37,13 @@ ROUTES = {"Short": "REQUIREMENTS WantHpc =?= true && RequestCpus <= 8\nUNIVERSE 
 
 
 @pytest.fixture
-def use_config(tmp_path):
-    """A real CONDOR_CONFIG read by htcondor2.param in this process (restored afterwards)."""
-    old = os.environ.get("CONDOR_CONFIG")
+def use_config(condor_config):
+    """A real CONDOR_CONFIG with this module's routes (hpcpull serves Rc)."""
 
     def use(routes=None, knobs=None):
-        config = write_gateway_config(tmp_path / "gw", ROUTES if routes is None else routes,
-                                      {"HPCPULL_ROUTE_NAMES": "Rc", **(knobs or {})})
-        os.environ["CONDOR_CONFIG"] = str(config)
-        htcondor2.reload_config()
-        return config
+        return condor_config(ROUTES if routes is None else routes, {"HPCPULL_ROUTE_NAMES": "Rc", **(knobs or {})})
 
-    yield use
-    if old is None:
-        os.environ.pop("CONDOR_CONFIG", None)
-    else:
-        os.environ["CONDOR_CONFIG"] = old
-    htcondor2.reload_config()
+    return use
 
 
 def run(capsys, *argv):

@@ -3,15 +3,12 @@ candidate test evaluated with the real classad2 (htcondor-interfaces.md ยง2.2, ย
 
 from __future__ import annotations
 
-import os
 import re
 
 import classad2
-import htcondor2
 import pytest
 
 from hpcpull.classads import MalformedInput
-from hpcpull.routersim import write_gateway_config
 from hpcpull.routes import (
     BadJobInput,
     decide,
@@ -28,22 +25,8 @@ VANILLA = "UNIVERSE VANILLA\nSET Requirements false"
 
 
 @pytest.fixture
-def gateway(tmp_path):
-    """Write a real CONDOR_CONFIG and point htcondor2.param at it (restored afterwards)."""
-    old = os.environ.get("CONDOR_CONFIG")
-
-    def use(routes, knobs=None):
-        config = write_gateway_config(tmp_path / "gw", routes, knobs or {})
-        os.environ["CONDOR_CONFIG"] = str(config)
-        htcondor2.reload_config()
-        return config
-
-    yield use
-    if old is None:
-        os.environ.pop("CONDOR_CONFIG", None)
-    else:
-        os.environ["CONDOR_CONFIG"] = old
-    htcondor2.reload_config()
+def gateway(condor_config):
+    return condor_config
 
 
 def job_ad(**changes):
