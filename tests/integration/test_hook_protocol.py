@@ -161,6 +161,22 @@ def test_refusal_after_staging_leaves_no_job_directory(gateway, tmp_path):
     assert not (cluster_dir / "0").exists()
 
 
+def test_request_above_the_route_maximum_is_held_with_the_limit_not_capped(gateway, tmp_path):
+    with open(gateway.config_path, "a") as config:
+        config.write("HPCPULL_ROUTE_Slurm_MAX_WALLTIME = 4:00:00\nHPCPULL_ROUTE_Slurm_MAX_MEMORY = 8000\n")
+    long_job = gateway.submit(make_job(tmp_path / "a", "true\n", maxWallTime=600))
+    big_job = gateway.submit(make_job(tmp_path / "b", "true\n", RequestMemory=16000))
+    for job in (long_job, big_job):
+        gateway.route(job, "Slurm")
+    gateway.run_until(lambda r: all(r.jobs[j].get("JobStatus") == 5 for j in (long_job, big_job)), timeout=30)
+    assert gateway.jobs[long_job]["HoldReason"] == (
+        "maxWallTime = 600 min (10:00:00) is above route Slurm's maximum walltime of 04:00:00 "
+        "(HPCPULL_ROUTE_Slurm_MAX_WALLTIME)")
+    assert "RequestMemory = 16000 MB is above route Slurm's maximum of 8000 MB" in gateway.jobs[big_job]["HoldReason"]
+    assert gateway.jobs[big_job]["HoldReasonSubCode"] == holds.HOLD_SUBCODE_RESOURCES
+    assert not any(name.startswith(f"hpcpull-{j}") for j in (long_job, big_job) for name in squeue_names(gateway))
+
+
 def test_sbatch_refusal_holds_the_job_with_slurms_message(gateway, tmp_path):
     with open(gateway.config_path, "a") as config:
         config.write("HPCPULL_ROUTE_Slurm_PARTITION = nosuchpartition\n")
