@@ -1,4 +1,5 @@
-"""`hpcpull`: the admin tool (render a job's batch script, explain routing, run the demo)."""
+"""`hpcpull`: the admin tool (render a job's batch script, explain routing, generate pull-mode
+config, run the demo)."""
 
 from __future__ import annotations
 
@@ -135,6 +136,34 @@ def _route_info(args: argparse.Namespace) -> int:
     return 0 if any(v.matches for v in decision.routes) else 1
 
 
+def _pull_config(args: argparse.Namespace) -> int:
+    """Write (or print) the origin's and the gateway's pull-mode config files, then say what
+    else to do (tokens, firewall) on stderr."""
+    from .pullconfig import PullConfigError, next_steps, parse_ports, render, settings, write
+
+    try:
+        values = {key: getattr(args, key) for key in (
+            "gateway_schedd", "origin_collector", "user", "origin_schedd", "route", "gateway_route", "opt_in",
+            "constraint", "max_jobs", "max_idle_jobs", "idle_timeout", "held_timeout", "token_dir",
+            "gateway_user", "gateway_domain", "private_network", "router_name", "origin_router_name")
+            if getattr(args, key) is not None}
+        if args.ports is not None:
+            values["port_low"], values["port_high"] = parse_ports(args.ports)
+        pull = settings(**values)
+        output_dir = Path(args.output_dir) if args.output_dir is not None else None
+        if output_dir is not None:
+            for path in write(pull, output_dir, force=args.force):
+                print(f"wrote {path}")
+        else:
+            for name, text in render(pull).items():
+                sys.stdout.write(f"# ===== {name} =====\n{text}\n")
+    except (PullConfigError, OSError) as exc:
+        print(f"hpcpull pull-config: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    sys.stderr.write(next_steps(pull, output_dir))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -157,6 +186,49 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     info.add_argument("--job", metavar="CLUSTER.PROC", help="the job to use when JOB_AD holds several ads")
     info.add_argument("--route", metavar="NAME", help="only report this route")
     info.set_defaults(func=_route_info)
+    pull = sub.add_parser(
+        "pull-config", help="generate the origin's and the gateway's config files for pull mode",
+        description="Generate 70-hpcpull-origin.conf (the origin access point's route to the gateway) and "
+                    "71-hpcpull-gateway-ccb.conf (the gateway's schedd reached through CCB, and its route "
+                    "into the batch system), then print the remaining steps (tokens, firewall) on stderr. "
+                    "Exit status: 0 done, 2 a value was refused.")
+    pull.add_argument("--gateway-schedd", required=True, metavar="NAME",
+                      help="the gateway schedd's Name, e.g. gateway@gw.example.org")
+    pull.add_argument("--origin-collector", required=True, metavar="HOST:PORT",
+                      help="the origin pool's collector (also its CCB server)")
+    pull.add_argument("--user", required=True, metavar="NAME",
+                      help="origin account whose jobs go to the gateway (the C-GAHP runs as it)")
+    pull.add_argument("--origin-schedd", metavar="NAME",
+                      help="the origin schedd's Name: the gateway then routes only jobs from it "
+                           "(default: any job that arrived by HTCondor-C)")
+    pull.add_argument("--route", metavar="NAME", help="the origin's route (default ToGateway)")
+    pull.add_argument("--gateway-route", metavar="NAME", help="the gateway's route (default Pull)")
+    choose = pull.add_mutually_exclusive_group()
+    choose.add_argument("--opt-in", metavar="ATTR",
+                        help="job attribute submitters set to true to opt in (default WantGateway)")
+    choose.add_argument("--constraint", metavar="EXPR", help="route jobs for which this ClassAd expression holds")
+    pull.add_argument("--max-jobs", metavar="N", help="copies at the gateway, and batch jobs (default 100)")
+    pull.add_argument("--max-idle-jobs", metavar="N", help="of those, not running (default 50)")
+    pull.add_argument("--idle-timeout", metavar="SECONDS",
+                      help="a copy idle this long at the gateway is removed and its job returns (default 21600)")
+    pull.add_argument("--held-timeout", metavar="SECONDS",
+                      help="the same for a copy held at the gateway (default 600)")
+    pull.add_argument("--ports", metavar="LOW-HIGH",
+                      help="origin ports the gateway connects back to, the C-GAHP's listeners (default 9600-9699)")
+    pull.add_argument("--token-dir", metavar="DIR",
+                      help="where the origin's C-GAHP finds the gateway's token (default /home/USER/.condor/tokens.d)")
+    pull.add_argument("--gateway-user", metavar="NAME", help="gateway account the token maps to (default: --user)")
+    pull.add_argument("--gateway-domain", metavar="DOMAIN",
+                      help="the gateway's UID_DOMAIN, for the token's identity (default: asked on the gateway)")
+    pull.add_argument("--private-network-name", dest="private_network", metavar="NAME",
+                      help="PRIVATE_NETWORK_NAME of the gateway's own network (default gw.internal)")
+    pull.add_argument("--gateway-router-name", dest="router_name", metavar="NAME",
+                      help="the gateway's JOB_ROUTER_NAME (default hpcpull)")
+    pull.add_argument("--origin-router-name", metavar="NAME",
+                      help="the origin's JOB_ROUTER_NAME (default jobrouter); must differ from the gateway's")
+    pull.add_argument("--output-dir", metavar="DIR", help="write both files there (default: print them)")
+    pull.add_argument("--force", action="store_true", help="replace files that exist in --output-dir")
+    pull.set_defaults(func=_pull_config)
     demo = sub.add_parser("demo", help="run a sample job through the hooks into Slurm (needs SLURM_CONF)")
     demo.add_argument("--workdir", default="demo-output", help="where the demo writes (default: %(default)s)")
     demo.set_defaults(func=_demo)
