@@ -56,6 +56,8 @@ GLOBAL_KNOBS: dict[str, str] = {
     "EXIT_FILE_GRACE": "60",
     "LRMS_ENVIRONMENT": "",
     "SCHEDD_DOUBLE": "",
+    "LOG": "/var/log/condor/hpcpull/HpcPullLog",
+    "MAX_LOG": "10000000",
 }
 
 SUPPORTED_LRMS = ("slurm", "pbs", "pbspro", "sge", "lsf")
@@ -196,6 +198,8 @@ class GatewaySettings:
     exit_file_grace_s: float
     lrms_environment: Mapping[str, str] = field(default_factory=dict)
     schedd_double: str = ""
+    log_path: Optional[Path] = None  # HPCPULL_LOG (eventlog.py); None: no gateway log
+    max_log_bytes: int = 10_000_000
 
 
 class Config:
@@ -232,6 +236,8 @@ class Config:
                 "HPCPULL_LRMS_ENVIRONMENT", self.global_knob("LRMS_ENVIRONMENT")
             ),
             schedd_double=self.global_knob("SCHEDD_DOUBLE"),
+            log_path=_as_path("HPCPULL_LOG", self.global_knob("LOG")) if self.global_knob("LOG") else None,
+            max_log_bytes=int(_as_float("HPCPULL_MAX_LOG", self.global_knob("MAX_LOG"))),
         )
 
     def is_hpcpull_route(self, route: str) -> bool:

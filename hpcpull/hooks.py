@@ -104,6 +104,33 @@ def _note(job: Optional[jd.JobDir], hook: str, message: str) -> None:
         pass
 
 
+def _event(gateway: GatewaySettings, event: str, ad: classad2.ClassAd, **fields: object) -> None:
+    """One line in the gateway log (eventlog.py) for the job of ``ad`` (source or routed copy)."""
+    from .eventlog import write_event
+
+    routed_from = string_attr(ad, "RoutedFromJobId")
+    line = {
+        "job": routed_from or _job_id(ad),
+        "copy": _job_id(ad) if routed_from else None,
+        "route": string_attr(ad, "RouteName") or string_attr(ad, "HpcPullSite"),
+        "batch_job": string_attr(ad, "HpcPullBatchJobId"),
+    }
+    line.update(fields)
+    try:
+        write_event(gateway.log_path, gateway.max_log_bytes, event, **line)
+    except Exception:  # noqa: BLE001 - the log is for people: it never fails a hook
+        pass
+
+
+def is_spooled(ad: classad2.ClassAd, spool: str) -> bool:
+    """A job whose sandbox the schedd keeps in SPOOL (HTCondor-C arrivals, condor_submit
+    -spool): its Iwd is there, and SUBMIT_Iwd keeps the submitter's own path."""
+    iwd = string_attr(ad, "Iwd")
+    if "SUBMIT_Iwd" in ad:
+        return True
+    return bool(spool and iwd) and (iwd == spool or iwd.startswith(spool.rstrip("/") + "/"))
+
+
 def _routed_job_dir(copy: classad2.ClassAd) -> Optional[jd.JobDir]:
     """The job dir TRANSLATE recorded, checked against the job it belongs to.
 
@@ -198,7 +225,8 @@ def _prepare_job_dir(source: classad2.ClassAd, route: RouteSettings, job: jd.Job
         raise ConfigError(f"scratch root {owner_root} is not writable: {exc.strerror}") from None
     try:
         transfer_input_sandbox(
-            source, owner_root, link=route.link_inputs, spool_dirs=[Path(spool)] if spool else []
+            source, owner_root, link=route.link_inputs, spool_dirs=[Path(spool)] if spool else [],
+            confine_to_iwd=is_spooled(source, spool),
         )
     except JobRejected:
         raise
@@ -251,6 +279,8 @@ def translate(text: str, config: Config) -> HookResult:
         if request.walltime_s:
             routed["HpcPullWalltime"] = request.walltime_s
         _note(job, "translate", f"route {route.name}: staged sandbox and rendered {jd.BATCH_SCRIPT}")
+        _event(config.gateway(), "ROUTED", routed, job_dir=job.path, owner=owner,
+               submitter=string_attr(source, "SubmitterId"))
     except JobRejected as rejected:
         # The job itself is at fault: route it anyway so UPDATE holds it with this reason
         # (a failing TRANSLATE would only leave it idle and retried forever).
@@ -260,6 +290,7 @@ def translate(text: str, config: Config) -> HookResult:
         if job is not None:
             shutil.rmtree(job.path, ignore_errors=True)  # a sandbox staged before the refusal
         messages.append(f"job {_job_id(source)} will be held: {rejected.reason}")
+        _event(config.gateway(), "REFUSED", routed, reason=rejected.reason)
     return HookResult(format_ad(routed), 0, messages)
 
 
@@ -365,17 +396,21 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
             # Someone removed the copy: stop the batch job and let the copy leave the queue.
             cancelled = _cancel_if_alive(job, batch, source_job_id)
             _note(job, "update", f"copy removed; cancelled batch job {cancelled}" if cancelled else "copy removed")
+            _event(gateway, "REMOVED", copy, cancelled=cancelled)
             return _updates({"Managed": "ScheddDone"})
         if not state.batch_job_id and status == IDLE:
             try:
                 job_id = submit_once(job, batch, job.file(jd.BATCH_SCRIPT), source_job_id)
                 state = load_state(job)
                 _note(job, "update", f"submitted batch job {job_id}")
+                _event(gateway, "SUBMITTED", copy, batch_job=job_id, lrms=batch.name)
             except LrmsError as exc:
                 _note(job, "update", f"submit failed: {exc}")
                 if exc.transient:
+                    _event(gateway, "SUBMIT_DEFERRED", copy, reason=str(exc))
                     return HookResult(messages=[f"submit deferred: {exc}"])
                 hold = Hold(f"hpcpull: {batch.name} refused the job: {exc}", 0, holds.SUB_SUBMIT_REFUSED)
+                _event(gateway, "HELD", copy, reason=hold.reason)
                 return _updates(hold_set(copy, hold, now), f"held: {hold.reason}")
         seen = _observe(job, state, copy, batch, gateway, now)
     updates = transition(copy, seen, now)
@@ -384,6 +419,8 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
     if "JobStatus" in updates:
         _note(job, "update", f"JobStatus {status} -> {updates['JobStatus']}"
               + (f": {seen.hold.reason}" if seen.hold else ""))
+        _event(gateway, "STATUS", copy, batch_job=state.batch_job_id, status=f"{status}->{updates['JobStatus']}",
+               reason=seen.hold.reason if seen.hold else None)
     return _updates(updates)
 
 
@@ -408,16 +445,35 @@ def finalize(text: str, config: Config, now: Optional[float] = None) -> HookResu
         for attr in ("ExitCode", "ExitBySignal", "ExitSignal"):  # for when_to_transfer_output
             if attr in copy:
                 source[attr] = copy.lookup(attr)
-        report = transfer_output_sandbox(source, job.path, link=True)
+        spooled = is_spooled(source, _spool_dir())
+        report = transfer_output_sandbox(source, job.path, link=True, confine_to_iwd=spooled)
+        # As the shadow does: the files now in the Iwd, which the schedd sends when the
+        # submitter fetches a spooled job's output (HTCondor-C, condor_transfer_data).
+        updates["SpooledOutputFiles"] = ",".join(report.returned)
         errors = list(report.errors)
         _note(job, "finalize", f"returned {len(report.returned)} output(s)"
               + (f"; {len(errors)} problem(s): {'; '.join(errors)}" if errors else ""))
     except Exception as exc:  # noqa: BLE001 - FINALIZE must not fail (see module doc)
         errors = [str(exc) or type(exc).__name__]
         _note(job, "finalize", f"output transfer failed: {errors[0]}")
+    # Accounting: who ran what for which access point, in the job ad and the log.
+    for attr in ("HpcPullBatchJobId", "HpcPullSite", "HpcPullLrms"):
+        if string_attr(copy, attr):
+            updates[attr] = string_attr(copy, attr)
     if errors:
         updates["HpcPullOutputErrors"] = "; ".join(errors)[:2000]
         messages.append(f"job {string_attr(copy, 'RoutedFromJobId')}: output problems: {'; '.join(errors)}")
+    by_signal = "ExitBySignal" in copy and copy.eval("ExitBySignal") is True
+    _event(
+        config.gateway(), "FINISHED", copy, lrms=string_attr(copy, "HpcPullLrms"),
+        owner=string_attr(copy, "Owner"), submitter=string_attr(copy, "SubmitterId"),
+        submitter_job=string_attr(copy, "SubmitterGlobalJobId"),
+        exit_code=None if by_signal else int_attr(copy, "ExitCode"),
+        exit_signal=int_attr(copy, "ExitSignal") if by_signal else None,
+        wall_s=number_attr(copy, "RemoteWallClockTime"), user_cpu_s=number_attr(copy, "RemoteUserCpu"),
+        sys_cpu_s=number_attr(copy, "RemoteSysCpu"), memory_mb=int_attr(copy, "MemoryUsage") or None,
+        output_errors=len(errors) or None,
+    )
     return _updates(updates, *messages)
 
 
@@ -453,6 +509,7 @@ def cleanup(text: str, config: Config) -> HookResult:
                 pass
     outcome = gateway_schedd(gateway.schedd_double).hand_back(_job_id(copy))
     _note(job if route.keep_job_dirs else None, "cleanup", outcome)
+    _event(gateway, "CLEANED", copy, outcome=outcome)
     messages.append(outcome)
     return HookResult(messages=messages)
 

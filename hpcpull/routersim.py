@@ -388,4 +388,5 @@ def write_gateway_config(
     config.write_text("\n".join(lines) + "\n")
     for sub in ("log", "spool"):
         (directory / sub).mkdir(exist_ok=True)
+    (directory / "log" / "hpcpull").mkdir(mode=0o1777, exist_ok=True)  # HPCPULL_LOG's directory
     return config

@@ -216,8 +216,26 @@ def _input(entry: str, iwd: Path, executable: bool = False) -> _Input:
     return _Input(entry, path, contents_only, executable)
 
 
-def _input_sources(ad: classad2.ClassAd, iwd: Path) -> list[_Input]:
+def _confined(source: _Input, iwd: Path) -> _Input:
+    """A spooled job's input must come from its spooled Iwd: an absolute path elsewhere is
+    a path of the submitter's machine, meaningless (or someone else's file) here."""
+    real_iwd = os.path.realpath(iwd)
+    if not _is_under(os.path.normpath(source.path), [os.path.normpath(iwd), real_iwd]):
+        raise SandboxError(
+            f"input '{source.entry}' is outside the job's spooled Iwd {iwd}; a spooled job "
+            "(HTCondor-C, condor_submit -spool) brings all its inputs with it",
+            TRANSFER_INPUT_ERROR,
+        )
+    return source
+
+
+def _input_sources(ad: classad2.ClassAd, iwd: Path, confine: bool = False) -> list[_Input]:
     """Everything to stage, in HTCondor's order (a later entry wins a name clash)."""
+    sources = _unconfined_input_sources(ad, iwd)
+    return [_confined(source, iwd) for source in sources] if confine else sources
+
+
+def _unconfined_input_sources(ad: classad2.ClassAd, iwd: Path) -> list[_Input]:
     sources = []
     cmd = _string(ad, "Cmd")
     if cmd and _boolean(ad, "TransferExecutable", True):
@@ -377,17 +395,19 @@ def transfer_input_sandbox(
     *,
     link: str = "auto",
     spool_dirs: Sequence[Path] = (),
+    confine_to_iwd: bool = False,
 ) -> Path:
     """Stage the job's input sandbox into <destination>/<ClusterId>/<ProcId>/ and return that path.
 
     ``link`` is ``"auto"`` (hard-link only files under ``spool_dirs``), ``"always"`` or
-    ``"never"``.  Raises SandboxError (HoldReasonCode 13, subcode errno) when an input cannot
-    be staged; the previous sandbox, if any, is then left untouched.
+    ``"never"``.  ``confine_to_iwd`` (spooled jobs) refuses inputs outside the Iwd.  Raises
+    SandboxError (HoldReasonCode 13, subcode errno) when an input cannot be staged; the
+    previous sandbox, if any, is then left untouched.
     """
     linker = _Linker(link, spool_dirs)
     iwd = _iwd(job_ad, TRANSFER_INPUT_ERROR)
     cluster, proc = _job_id(job_ad)
-    sources = _input_sources(job_ad, iwd)
+    sources = _input_sources(job_ad, iwd, confine_to_iwd)
     parent = Path(destination) / str(cluster)
     _make_private_dirs(parent)
     _remove_leftovers(parent, proc)
@@ -488,10 +508,11 @@ class _OutputTransfer:
     """Returns files from one sandbox (an open directory descriptor) into the job's Iwd."""
 
     def __init__(self, sandbox_fd: int, sandbox: Path, iwd: Path, ad: classad2.ClassAd,
-                 link: bool, report: OutputReport) -> None:
+                 link: bool, report: OutputReport, confine: bool = False) -> None:
         self.fd = sandbox_fd
         self.real_sandbox = os.path.realpath(sandbox)
         self.iwd = iwd
+        self.confine = confine
         self.remaps = _parse_remaps(_string(ad, "TransferOutputRemaps"))
         self.link = link
         self.report = report
@@ -542,6 +563,13 @@ class _OutputTransfer:
             )
         if target.endswith("/"):
             target += os.path.basename(default.rstrip("/"))
+        if self.confine:
+            relative = os.path.normpath(os.path.relpath(target, self.iwd) if os.path.isabs(target) else target)
+            if relative == ".." or relative.startswith("../"):
+                raise _NotReturned(
+                    f"would be written to {target}, outside the job's spooled Iwd; the submitter's "
+                    "paths are applied when the submitter fetches the output, not here")
+            return relative, self.iwd / relative
         if os.path.isabs(target):
             return target, Path(target)
         return os.path.normpath(target), self.iwd / target
@@ -719,12 +747,14 @@ def _wants_output_files(ad: classad2.ClassAd) -> bool:
 
 
 def transfer_output_sandbox(
-    job_ad: classad2.ClassAd, sandbox: Path, *, link: bool = True
+    job_ad: classad2.ClassAd, sandbox: Path, *, link: bool = True, confine_to_iwd: bool = False
 ) -> OutputReport:
     """Return the job's output sandbox from `sandbox` into the job's Iwd.
 
-    Problems with individual files become lines in ``OutputReport.errors``; SandboxError
-    (HoldReasonCode 12) is raised only when the call itself cannot work (no Iwd, no sandbox).
+    ``confine_to_iwd`` (spooled jobs: the Iwd is in SPOOL) keeps every output inside the Iwd,
+    where the submitter fetches it from.  Problems with individual files become lines in
+    ``OutputReport.errors``; SandboxError (HoldReasonCode 12) is raised only when the call
+    itself cannot work (no Iwd, no sandbox).
     """
     iwd = _iwd(job_ad, TRANSFER_OUTPUT_ERROR)
     try:
@@ -737,7 +767,7 @@ def transfer_output_sandbox(
         ) from None
     report = OutputReport()
     try:
-        transfer = _OutputTransfer(sandbox_fd, Path(sandbox), iwd, job_ad, link, report)
+        transfer = _OutputTransfer(sandbox_fd, Path(sandbox), iwd, job_ad, link, report, confine_to_iwd)
         transfer.return_stdio(job_ad)
         if _wants_output_files(job_ad):
             listed = _string(job_ad, "TransferOutput")
