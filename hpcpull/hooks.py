@@ -400,7 +400,7 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
             return _updates({"Managed": "ScheddDone"})
         if not state.batch_job_id and status == IDLE:
             try:
-                job_id = submit_once(job, batch, job.file(jd.BATCH_SCRIPT), source_job_id)
+                job_id = submit_once(job, batch, job.file(jd.BATCH_SCRIPT), source_job_id, route.name)
                 state = load_state(job)
                 _note(job, "update", f"submitted batch job {job_id}")
                 _event(gateway, "SUBMITTED", copy, batch_job=job_id, lrms=batch.name)

@@ -25,7 +25,8 @@ from .lrms.base import BatchSystem
 
 @dataclass
 class SubmissionState:
-    token: Optional[str] = None           # name of the batch job being / last submitted
+    token: Optional[str] = None           # makes the batch job name unique to this submission
+    job_name: Optional[str] = None        # the batch job's name (batch_job_name), recorded before submitting
     batch_job_id: Optional[str] = None
     submitted_at: Optional[float] = None
     terminal_seen_at: Optional[float] = None  # first time the LRMS showed it ended w/o exit_status
@@ -74,8 +75,16 @@ class JobLock:
             self._handle.close()
 
 
-def batch_job_name(source_job_id: str, token: str) -> str:
-    return f"hpcpull-{source_job_id}-{token}"
+def batch_job_name(source_job_id: str, token: str, route: str = "") -> str:
+    """``hpcpull-<route>-<ClusterId.ProcId>-<token>``: a site admin reading squeue sees the
+    route and the HTCondor job; the schedd cron poller counts jobs per route from it."""
+    return f"hpcpull-{route}-{source_job_id}-{token}" if route else f"hpcpull-{source_job_id}-{token}"
+
+
+def route_of_batch_job(name: str) -> Optional[str]:
+    """The route in a batch job name (None for other jobs and names without a route)."""
+    parts = name.split("-")
+    return parts[1] if len(parts) == 4 and parts[0] == "hpcpull" and parts[1] else None
 
 
 def _started_batch_id(job: JobDir) -> Optional[str]:
@@ -90,7 +99,7 @@ def recover(job: JobDir, state: SubmissionState, batch: BatchSystem, source_job_
     """After a crash between submit and record: adopt the job if it exists. Caller holds the lock."""
     if state.batch_job_id or not state.token:
         return bool(state.batch_job_id)
-    found = batch.find_by_name(batch_job_name(source_job_id, state.token)) or [
+    found = batch.find_by_name(state.job_name or batch_job_name(source_job_id, state.token)) or [
         i for i in [_started_batch_id(job)] if i
     ]
     if found:
@@ -101,7 +110,7 @@ def recover(job: JobDir, state: SubmissionState, batch: BatchSystem, source_job_
     return False
 
 
-def submit_once(job: JobDir, batch: BatchSystem, script: Path, source_job_id: str) -> str:
+def submit_once(job: JobDir, batch: BatchSystem, script: Path, source_job_id: str, route: str = "") -> str:
     """Return the batch job id, submitting only if no job was ever submitted.
 
     The caller holds the JobLock.  Errors from the batch system propagate (LrmsError).
@@ -111,11 +120,10 @@ def submit_once(job: JobDir, batch: BatchSystem, script: Path, source_job_id: st
         assert state.batch_job_id is not None
         return state.batch_job_id
     state.token = secrets.token_hex(6)
+    state.job_name = batch_job_name(source_job_id, state.token, route)
     state.submitted_at = time.time()
     save_state(job, state)  # recorded *before* submitting: see the module docstring
-    job_id = batch.submit(
-        script, batch_job_name(source_job_id, state.token), job.path, job.file(BATCH_OUTPUT)
-    )
+    job_id = batch.submit(script, state.job_name, job.path, job.file(BATCH_OUTPUT))
     state.batch_job_id = job_id
     save_state(job, state)
     return job_id

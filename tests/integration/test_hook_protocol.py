@@ -32,6 +32,11 @@ def squeue_names(router):
     return out.stdout.split()
 
 
+def batch_jobs_of(router, job):
+    """Names of the batch jobs of HTCondor job ``job``: hpcpull-<route>-<job>-<token>."""
+    return [n for n in squeue_names(router) if re.fullmatch(rf"hpcpull-Slurm-{re.escape(job)}-[0-9a-f]+", n)]
+
+
 # ---------------------------------------------------------------- fixture bytes
 
 
@@ -140,7 +145,7 @@ def test_missing_input_file_holds_the_job_with_the_reason(gateway, tmp_path):
     gateway.run_until(lambda r: r.jobs[job].get("JobStatus") == 5, timeout=30)
     src = gateway.jobs[job]
     assert "nope.dat" in src["HoldReason"] and src["HoldReasonCode"] == 13
-    assert not any(name.startswith(f"hpcpull-{job}") for name in squeue_names(gateway))
+    assert not batch_jobs_of(gateway, job)
 
 
 def test_hostile_arguments_hold_the_job_instead_of_reaching_the_shell(gateway, tmp_path):
@@ -174,7 +179,7 @@ def test_request_above_the_route_maximum_is_held_with_the_limit_not_capped(gatew
         "(HPCPULL_ROUTE_Slurm_MAX_WALLTIME)")
     assert "RequestMemory = 16000 MB is above route Slurm's maximum of 8000 MB" in gateway.jobs[big_job]["HoldReason"]
     assert gateway.jobs[big_job]["HoldReasonSubCode"] == holds.HOLD_SUBCODE_RESOURCES
-    assert not any(name.startswith(f"hpcpull-{j}") for j in (long_job, big_job) for name in squeue_names(gateway))
+    assert not batch_jobs_of(gateway, long_job) and not batch_jobs_of(gateway, big_job)
 
 
 def test_sbatch_refusal_holds_the_job_with_slurms_message(gateway, tmp_path):
@@ -217,7 +222,7 @@ def test_repeated_and_concurrent_updates_submit_once(gateway, tmp_path):
         calls = list(pool.map(lambda _: gateway.run_hook("update", routed.copy_id, stdin), range(8)))
     calls += [gateway.run_hook("update", routed.copy_id, stdin) for _ in range(3)]
     assert all(c.exit_code == 0 for c in calls)
-    assert sum(name.startswith(f"hpcpull-{job}-") for name in squeue_names(gateway)) == 1
+    assert len(batch_jobs_of(gateway, job)) == 1
     ids = {parse_old_ad(c.stdout)["HpcPullBatchJobId"] for c in calls if "HpcPullBatchJobId" in c.stdout}
     assert len(ids) == 1
 
@@ -227,14 +232,16 @@ def test_crash_between_sbatch_and_recording_the_id_is_repaired(gateway, tmp_path
     job_dir = JobDir(Path(copy["HpcPullJobDir"]))
     # What a hook killed right after sbatch returned leaves behind: a token, a job, no id.
     token = "0123456789ab"
-    save_state(job_dir, SubmissionState(token=token, submitted_at=time.time()))
+    name = batch_job_name(job, token, "Slurm")
+    assert name == f"hpcpull-Slurm-{job}-{token}"
+    save_state(job_dir, SubmissionState(token=token, job_name=name, submitted_at=time.time()))
     submitted = subprocess.run(
-        ["sbatch", "--parsable", f"--job-name={batch_job_name(job, token)}", f"--chdir={job_dir.path}",
+        ["sbatch", "--parsable", f"--job-name={name}", f"--chdir={job_dir.path}",
          str(job_dir.file("job.sh"))], env=gateway.slurm_env, capture_output=True, text=True, check=True)
     batch_id = submitted.stdout.strip().split(";")[0]
     call = gateway.run_hook("update", routed.copy_id, router_print(copy))
     assert parse_old_ad(call.stdout)["HpcPullBatchJobId"] == batch_id
-    assert sum(name.startswith(f"hpcpull-{job}-") for name in squeue_names(gateway)) == 1
+    assert len(batch_jobs_of(gateway, job)) == 1
     state = json.loads(job_dir.file("state.json").read_text())
     assert state["batch_job_id"] == batch_id
 
@@ -245,7 +252,7 @@ def test_crash_before_sbatch_submits_afresh(gateway, tmp_path):
     save_state(job_dir, SubmissionState(token="deadbeef0000", submitted_at=time.time()))
     call = gateway.run_hook("update", routed.copy_id, router_print(copy))
     assert "HpcPullBatchJobId" in call.stdout
-    names = [n for n in squeue_names(gateway) if n.startswith(f"hpcpull-{job}-")]
+    names = batch_jobs_of(gateway, job)
     assert len(names) == 1 and not names[0].endswith("deadbeef0000")
 
 
