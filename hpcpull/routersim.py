@@ -163,6 +163,17 @@ class RouterSim:
             raise FileNotFoundError(f"hook hpcpull-{hook} not found in {HOOKS_DIR} or on PATH")
         return [installed]
 
+    def schedd_cron(self) -> HookCall:
+        """One run of the schedd cron job HPCPULL (the poller), as the schedd starts it: the
+        job's name as the only argument, no stdin; stdout is the site status ad."""
+        proc = subprocess.run(
+            [*self.hook_command("poll"), "HPCPULL"], stdin=subprocess.DEVNULL, capture_output=True,
+            env=self.env, cwd=self.workdir, timeout=300,
+        )
+        call = HookCall("poll", "", "", proc.stdout.decode(), proc.stderr.decode(), proc.returncode, time.time())
+        self.calls.append(call)
+        return call
+
     def run_hook(self, hook: str, job_id: str, stdin: str) -> HookCall:
         proc = subprocess.run(
             self.hook_command(hook),

@@ -112,6 +112,15 @@ class StatusCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def read_shared(self) -> Optional[Snapshot]:
+        """The gateway-wide snapshot (the poller's), if there is a trusted one."""
+        return self._read(self.shared_path)
+
+    def store(self, snap: Snapshot) -> None:
+        """Write ``snap`` where this process writes (the shared file for root/condor)."""
+        self.directory.mkdir(mode=0o1777, parents=True, exist_ok=True)
+        self._write(snap)
+
     def _fresh(self, snap: Optional[Snapshot]) -> bool:
         return snap is not None and 0 <= self.clock() - snap.taken_at < self.max_age
 

@@ -295,6 +295,20 @@ class BatchSystem(ABC):
     def release(self, job_id: str) -> None:
         """Undo :meth:`hold`."""
 
+    def hides_other_users_jobs(self) -> bool:
+        """Whether the batch system shows a user only their own jobs (Slurm PrivateData=jobs):
+        then one gateway-wide status query cannot see every user's jobs."""
+        return False
+
+    def accounting_statuses(self, job_ids: Sequence[str]) -> dict[str, BatchJobStatus]:
+        """Final states of jobs the batch system has forgotten, in ONE accounting query.
+
+        Used by the schedd cron poller for the jobs that left the queue since its last
+        poll; batch systems without a batched accounting query return nothing (UPDATE then
+        asks about each such job alone).
+        """
+        return {}
+
     def accounting_available(self) -> bool:
         """Whether the accounting database answers; probed once, then cached for this instance.
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Mapping, Optional, Sequence
 
 from .base import BatchJobStatus, BatchState, BatchSystem, LrmsError
 
@@ -281,6 +281,21 @@ class SlurmBatchSystem(BatchSystem):
 
     def release(self, job_id: str) -> None:
         self._checked(["scontrol", "release", self._check_job_id(job_id)])
+
+    def hides_other_users_jobs(self) -> bool:
+        proc = self._checked(["scontrol", "show", "config"])
+        for line in proc.stdout.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() == "PrivateData":
+                return "jobs" in [v.strip().lower() for v in value.split(",")]
+        return False
+
+    def accounting_statuses(self, job_ids: Sequence[str]) -> dict[str, BatchJobStatus]:
+        ids = [self._check_job_id(i) for i in job_ids]
+        if not ids or not self.accounting_available():
+            return {}
+        proc = self._checked(["sacct", "-a", "-X", "-n", "-P", "-j", ",".join(ids), "-o", SACCT_FIELDS])
+        return {status.job_id: status for status in parse_sacct(proc.stdout) if status.job_id in ids}
 
     def _probe_accounting(self) -> bool:
         proc = self._run(["sacct", "-n", "-X", "-j", "1", "-o", "JobID"])

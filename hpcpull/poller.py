@@ -1,0 +1,220 @@
+"""The schedd cron poller: one batch status query per period for the whole gateway.
+
+The schedd runs ``hpcpull-poll`` as the condor user every ``SCHEDD_CRON_HPCPULL_PERIOD``
+(50-hpcpull.conf).  For each batch system that hpcpull's routes use it runs ONE bulk
+status command (plus, for jobs that left the queue since the last poll, at most one
+batched accounting query) and writes the shared status snapshot that every UPDATE hook
+reads (status_cache.py): with N routed jobs of any number of users, the batch system
+sees one status command per period.  Where the batch system hides other users' jobs
+from the condor user (Slurm ``PrivateData=jobs``) a shared snapshot would be wrong, so
+none is written and each user's hooks query their own jobs (one query per user per
+period); the log says so.
+
+Its stdout is the site status for the schedd ad (the cron ``PREFIX`` HpcPull is put in
+front of each name): ``LrmsReachable``, ``LastSuccessfulPoll``, ``LastSuccessfulPollAge``,
+``LastError``, ``StatusShared``, ``JobsIdle``/``JobsRunning`` and per route
+``JobsIdle_<Route>``/``JobsRunning_<Route>``.  The same values are kept in
+``<HPCPULL_STATUS_CACHE_DIR>/site-status.json`` for ``hpcpull status``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .atomicfile import write_atomically
+from .config import Config, GatewaySettings, lrms_command_environment
+from .errors import HpcPullError
+from .eventlog import write_event
+from .lrms import get_batch_system
+from .lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
+from .status_cache import Snapshot, StatusCache
+from .submission import route_of_batch_job
+
+SITE_STATUS = "site-status.json"
+# How long a job that left the queue stays in the snapshot with its final state (from
+# accounting or from the last listing), so that the job's next UPDATE still finds it.
+KEEP_FINISHED_S = 15 * 60
+# How often to ask again whether the batch system hides other users' jobs (a config
+# query, e.g. scontrol show config, not a status query).
+PRIVACY_RECHECK_S = 3600
+
+
+@dataclass
+class SiteStatus:
+    """What the poller found; published in the schedd ad and in site-status.json."""
+
+    taken_at: float
+    lrms: list[str]
+    lrms_reachable: bool = True
+    last_success: Optional[float] = None
+    last_error: str = ""
+    status_shared: bool = True
+    jobs: dict[str, dict[str, int]] = field(default_factory=dict)  # route -> {"idle": n, "running": n}
+    hides_jobs: dict[str, list[Any]] = field(default_factory=dict)  # lrms -> [hides?, checked at]
+
+    def schedd_attributes(self, now: float) -> list[tuple[str, Any]]:
+        """(name, value) pairs for the schedd ad, in a stable order."""
+        attrs: list[tuple[str, Any]] = [
+            ("LrmsReachable", self.lrms_reachable),
+            ("LastSuccessfulPoll", int(self.last_success) if self.last_success else None),
+            ("LastSuccessfulPollAge", int(now - self.last_success) if self.last_success else None),
+            ("LastError", self.last_error),
+            ("StatusShared", self.status_shared),
+            ("Lrms", ",".join(self.lrms)),
+            ("JobsIdle", sum(c["idle"] for c in self.jobs.values())),
+            ("JobsRunning", sum(c["running"] for c in self.jobs.values())),
+        ]
+        for route in sorted(self.jobs):
+            attrs += [(f"JobsIdle_{route}", self.jobs[route]["idle"]),
+                      (f"JobsRunning_{route}", self.jobs[route]["running"])]
+        return attrs
+
+
+def format_cron_output(status: SiteStatus, now: float) -> str:
+    """Old-ClassAd lines for the schedd cron (undefined values are left out), ending the ad."""
+    import classad2
+
+    lines = []
+    for name, value in status.schedd_attributes(now):
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str):
+            text = classad2.quote(value.replace("\n", " ")[:1000])
+        else:
+            text = str(value)
+        lines.append(f"{name} = {text}\n")
+    return "".join(lines) + "-\n"
+
+
+def read_site_status(directory: Path) -> Optional[SiteStatus]:
+    try:
+        data = json.loads((directory / SITE_STATUS).read_text(encoding="utf-8"))
+        return SiteStatus(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _is_hpcpull_job(status: BatchJobStatus) -> bool:
+    return status.name.startswith("hpcpull-")
+
+
+def _carry_finished(previous: Optional[Snapshot], current: dict[str, BatchJobStatus],
+                    batch: BatchSystem, now: float) -> None:
+    """Keep hpcpull jobs that left the listing: final states from ONE accounting query."""
+    if previous is None:
+        return
+    gone = {job_id: old for job_id, old in previous.jobs.items()
+            if _is_hpcpull_job(old) and job_id not in current}
+    newly_gone = [job_id for job_id, old in gone.items() if not old.state.is_terminal]
+    final = batch.accounting_statuses(newly_gone) if newly_gone else {}
+    for job_id, old in gone.items():
+        if job_id in final:
+            current[job_id] = final[job_id]
+        elif old.state.is_terminal and (old.end_time or now) > now - KEEP_FINISHED_S:
+            current[job_id] = old  # still useful to a late UPDATE
+        # an active job that vanished without accounting: leave it out; UPDATE asks alone
+
+
+def _count(jobs: dict[str, BatchJobStatus], counts: dict[str, dict[str, int]]) -> None:
+    for status in jobs.values():
+        route = route_of_batch_job(status.name) if _is_hpcpull_job(status) else None
+        if route is None:
+            continue
+        slot = counts.setdefault(route, {"idle": 0, "running": 0})
+        if status.state is BatchState.PENDING:
+            slot["idle"] += 1
+        elif status.state.is_active:
+            slot["running"] += 1
+
+
+def poll_once(config: Config, now: Optional[float] = None) -> SiteStatus:
+    """Query every batch system the routes use, refresh the shared snapshots, return the site status."""
+    now = time.time() if now is None else now
+    gateway = config.gateway()
+    routes = [config.route(name) for name in gateway.route_names if config.route_exists(name)]
+    systems = sorted({route.lrms for route in routes})
+    previous_status = read_site_status(gateway.status_cache_dir)
+    status = SiteStatus(taken_at=now, lrms=systems,
+                        last_success=previous_status.last_success if previous_status else None)
+    errors = []
+    for name in systems:
+        batch = get_batch_system(name, lrms_command_environment(gateway), gateway.command_timeout_s)
+        cache = StatusCache(gateway.status_cache_dir, f"{batch.name}-status", gateway.status_max_age_s,
+                            batch.bulk_status, clock=lambda: now, lock_wait=gateway.command_timeout_s + 5)
+        try:
+            if _hides_jobs(batch, previous_status, status, now):
+                status.status_shared = False
+                errors.append(f"{name} hides other users' jobs (e.g. PrivateData=jobs): each user's "
+                              "hooks query their own jobs, one query per user per period")
+                continue
+            _refresh(batch, cache, status, now)
+        except LrmsError as exc:
+            # Stored as a failed snapshot: hooks take it as "no news" and do not hammer a
+            # dead controller with their own queries during this period.
+            cache.store(Snapshot(now, False, str(exc)))
+            status.lrms_reachable = False
+            errors.append(f"{name}: {exc}")
+    if status.lrms_reachable and status.status_shared:
+        status.last_success = now
+    status.last_error = "; ".join(errors)
+    for route in routes:
+        status.jobs.setdefault(route.name, {"idle": 0, "running": 0})
+    _save(gateway, status)
+    write_event(gateway.log_path, gateway.max_log_bytes, "POLL", lrms=",".join(systems),
+                reachable=status.lrms_reachable, shared=status.status_shared,
+                idle=sum(c["idle"] for c in status.jobs.values()),
+                running=sum(c["running"] for c in status.jobs.values()), error=status.last_error)
+    return status
+
+
+def _hides_jobs(batch: BatchSystem, previous: Optional[SiteStatus], status: SiteStatus, now: float) -> bool:
+    """Whether ``batch`` hides other users' jobs; asked once per PRIVACY_RECHECK_S."""
+    known = previous.hides_jobs.get(batch.name) if previous else None
+    if known and now - float(known[1]) < PRIVACY_RECHECK_S:
+        hides = bool(known[0])
+        status.hides_jobs[batch.name] = known
+    else:
+        hides = batch.hides_other_users_jobs()
+        status.hides_jobs[batch.name] = [hides, now]
+    return hides
+
+
+def _refresh(batch: BatchSystem, cache: StatusCache, status: SiteStatus, now: float) -> None:
+    previous = cache.read_shared()
+    jobs = batch.bulk_status()
+    _carry_finished(previous, jobs, batch, now)
+    cache.store(Snapshot(now, True, "", jobs))
+    _count(jobs, status.jobs)
+
+
+def _save(gateway: GatewaySettings, status: SiteStatus) -> None:
+    try:
+        gateway.status_cache_dir.mkdir(mode=0o1777, parents=True, exist_ok=True)
+        write_atomically(gateway.status_cache_dir / SITE_STATUS, json.dumps(asdict(status)), mode=0o644)
+    except OSError:
+        pass  # the schedd ad still gets the status
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``hpcpull-poll`` (the schedd passes the cron job's name first: ignored)."""
+    try:
+        status = poll_once(Config())
+    except HpcPullError as exc:
+        import classad2
+
+        print(f"hpcpull poll: {exc}", file=sys.stderr)
+        sys.stdout.write(f"LrmsReachable = false\nLastError = {classad2.quote(str(exc))}\n-\n")
+        return 1
+    sys.stdout.write(format_cron_output(status, time.time()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
