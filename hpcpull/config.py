@@ -31,6 +31,8 @@ ROUTE_KNOBS: dict[str, str] = {
     "MAP_REQUEST_DISK": "false",
     "PYTHON": "python3",
     "KEEP_JOB_DIRS": "false",
+    "KEEP_FAILED_JOBS": "true",
+    "KEEP_HOOK_IO": "false",
     "LINK_INPUTS": "auto",
     "MAX_CPUS": "",
     "MAX_MEMORY": "",
@@ -165,6 +167,8 @@ class RouteSettings:
     python: str
     keep_job_dirs: bool
     link_inputs: str
+    keep_failed_jobs: bool = True   # failed jobs' directories are moved to <root>/<Owner>/failed/
+    keep_hook_io: bool = False      # each hook's last stdin/stdout/stderr in .hpcpull/hook-io/
     # Route maxima (None: no limit).  A job asking for more is refused with the reason.
     max_cpus: Optional[int] = None
     max_memory_mb: Optional[int] = None
@@ -289,6 +293,8 @@ class Config:
             map_request_disk=_as_bool("HPCPULL_MAP_REQUEST_DISK", knob("MAP_REQUEST_DISK")),
             python=knob("PYTHON"),
             keep_job_dirs=_as_bool("HPCPULL_KEEP_JOB_DIRS", knob("KEEP_JOB_DIRS")),
+            keep_failed_jobs=_as_bool("HPCPULL_KEEP_FAILED_JOBS", knob("KEEP_FAILED_JOBS")),
+            keep_hook_io=_as_bool("HPCPULL_KEEP_HOOK_IO", knob("KEEP_HOOK_IO")),
             link_inputs=link_inputs,
             max_cpus=_as_limit("HPCPULL_MAX_CPUS", knob("MAX_CPUS")),
             max_memory_mb=_as_limit("HPCPULL_MAX_MEMORY", knob("MAX_MEMORY")),

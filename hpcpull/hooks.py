@@ -21,6 +21,8 @@ the job's ``.hpcpull/hook.log``; nothing else is ever printed on stdout.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import sys
 import time
@@ -488,6 +490,7 @@ def cleanup(text: str, config: Config) -> HookResult:
     route, gateway = config.route(route_name), config.gateway()
     job = _routed_job_dir(copy) if not string_attr(copy, "HpcPullRouteError") else None
     messages = []
+    kept: Optional[Path] = None
     if job is not None and job.control.is_dir():
         with JobLock(job, wait=gateway.command_timeout_s) as lock:
             if not lock.acquired:
@@ -501,6 +504,8 @@ def cleanup(text: str, config: Config) -> HookResult:
             state.cleaned = True
             save_state(job, state)
             _note(job, "cleanup", f"cancelled batch job {cancelled}" if cancelled else "nothing to cancel")
+        if route.keep_failed_jobs and not route.keep_job_dirs and failed_reason(copy):
+            kept = _keep_failed(job, failed_reason(copy))
         if not route.keep_job_dirs:
             shutil.rmtree(job.path, ignore_errors=True)
             try:
@@ -509,9 +514,66 @@ def cleanup(text: str, config: Config) -> HookResult:
                 pass
     outcome = gateway_schedd(gateway.schedd_double).hand_back(_job_id(copy))
     _note(job if route.keep_job_dirs else None, "cleanup", outcome)
-    _event(gateway, "CLEANED", copy, outcome=outcome)
+    _event(gateway, "CLEANED", copy, outcome=outcome, kept=kept)
     messages.append(outcome)
     return HookResult(messages=messages)
+
+
+def failed_reason(copy: classad2.ClassAd) -> str:
+    """Why the routed job counts as failed ("" if it did not): worth keeping for inspection."""
+    if string_attr(copy, "HpcPullRouteError"):
+        return f"refused at routing: {string_attr(copy, 'HpcPullRouteError')}"
+    if "ExitBySignal" in copy and copy.eval("ExitBySignal") is True:
+        return f"killed by signal {int_attr(copy, 'ExitSignal')}"
+    if "ExitCode" in copy and int_attr(copy, "ExitCode") != 0:
+        return f"exit code {int_attr(copy, 'ExitCode')}"
+    for attr in ("HoldReason", "LastHoldReason"):
+        if string_attr(copy, attr):
+            return f"held: {string_attr(copy, attr)}"
+    return ""
+
+
+def _keep_failed(job: jd.JobDir, reason: str) -> Optional[Path]:
+    """Move a failed job's directory aside (same filesystem: a rename) instead of deleting it."""
+    target = jd.failed_copy_for(job, time.strftime("%Y%m%dT%H%M%S"))
+    try:
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        job.path.rename(target)
+    except OSError:
+        return None
+    try:
+        (target / jd.CONTROL_DIR / "failed").write_text(reason + "\n", encoding="utf-8")
+    except OSError:
+        pass
+    return target
+
+
+# --------------------------------------------------------------------------- hook I/O
+
+_JOB_DIR_LINE = re.compile(r'^HpcPullJobDir = "([^"\\\n]*)"$', re.M)
+_ROUTE_LINE = re.compile(r'^(?:RouteName|HpcPullSite) = "([A-Za-z0-9_]+)"$', re.M)
+
+
+def _record_hook_io(name: str, stdin: str, stdout: str, lines: list[str], config: Config) -> None:
+    """With HPCPULL_KEEP_HOOK_IO, keep this call's stdin/stdout/stderr in the job's hook-io/."""
+    text = stdout if name == "translate" else stdin
+    job_dir, route = _JOB_DIR_LINE.search(text), _ROUTE_LINE.search(text)
+    if not job_dir or not route:
+        return
+    try:
+        settings = config.route(route.group(1))
+        if not settings.keep_hook_io:
+            return
+        control = Path(job_dir.group(1)) / jd.CONTROL_DIR
+        root = os.path.realpath(settings.scratch_root)
+        if not control.is_dir() or not os.path.realpath(control).startswith(root + os.sep):
+            return
+        io_dir = control / jd.HOOK_IO
+        io_dir.mkdir(mode=0o700, exist_ok=True)
+        for suffix, content in (("stdin", stdin), ("stdout", stdout), ("stderr", "".join(f"{x}\n" for x in lines))):
+            (io_dir / f"{name}.{suffix}").write_text(content, encoding="utf-8")
+    except (OSError, HpcPullError):
+        return  # debugging aid only
 
 
 # --------------------------------------------------------------------------- entry points
@@ -524,7 +586,8 @@ def run_hook(name: str, hook: Callable[[str, Config], HookResult], stdin: bytes)
     """Run one hook on raw stdin; returns (stdout, exit code, stderr lines)."""
     try:
         text = stdin.decode("utf-8")
-        result = hook(text, Config())
+        config = Config()
+        result = hook(text, config)
     except UnicodeDecodeError:
         return "", _MALFORMED_EXIT[name], [f"hpcpull {name}: stdin is not UTF-8 text"]
     except MalformedInput as exc:
@@ -533,7 +596,9 @@ def run_hook(name: str, hook: Callable[[str, Config], HookResult], stdin: bytes)
         return "", _FAILED_EXIT[name], [f"hpcpull {name}: {exc}"]
     except Exception as exc:  # noqa: BLE001 - never let a traceback replace the one line
         return "", _FAILED_EXIT[name], [f"hpcpull {name}: internal error: {type(exc).__name__}: {exc}"]
-    return result.stdout, result.exit_code, [f"hpcpull {name}: {m}" for m in result.messages]
+    lines = [f"hpcpull {name}: {m}" for m in result.messages]
+    _record_hook_io(name, text, result.stdout, lines, config)
+    return result.stdout, result.exit_code, lines
 
 
 def _main(name: str, hook: Callable[[str, Config], HookResult]) -> int:

@@ -25,6 +25,8 @@ INPUT_MANIFEST = "input-manifest.json"  # top-level entries staged in (to detect
 STATE = "state.json"             # hook state: submission token, batch job id, ...
 LOCK = "lock"                    # flock()ed by hooks that change the job's state
 HOOK_LOG = "hook.log"            # one line per hook decision, for `hpcpull status`
+HOOK_IO = "hook-io"              # last stdin/stdout/stderr per hook (HPCPULL_KEEP_HOOK_IO)
+FAILED = "failed"                # <root>/<Owner>/failed/: kept failed jobs (HPCPULL_KEEP_FAILED_JOBS)
 
 _OWNER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
@@ -53,3 +55,9 @@ def job_dir_for(scratch_root: Path, owner: str, cluster_id: int, proc_id: int) -
     if not valid_owner(owner):
         raise ValueError(f"Owner {owner!r} is not a valid user name")
     return JobDir(scratch_root / owner / str(int(cluster_id)) / str(int(proc_id)))
+
+
+def failed_copy_for(job: JobDir, stamp: str) -> Path:
+    """Where a failed job's directory is kept: ``<root>/<Owner>/failed/<ClusterId>.<ProcId>.<stamp>``."""
+    proc, cluster, owner_dir = job.path.name, job.path.parent.name, job.path.parent.parent
+    return owner_dir / FAILED / f"{cluster}.{proc}.{stamp}"
