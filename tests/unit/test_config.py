@@ -166,3 +166,12 @@ def test_example_routes_send_each_kind_of_job_where_its_comment_says(tmp_path, a
     job = classad2.ClassAd({"ClusterId": 1, "ProcId": 0, "JobStatus": 1, "Owner": "alice", "WantHpc": True,
                             "JobUniverse": 5, **attrs})
     assert decide(job, load_routing_table(lambda name: values.get(name))).chosen == route
+
+
+def test_readme_route_examples_are_the_shipped_ones():
+    readme = (REPO / "README.md").read_text()
+    example = (CONFIG_D / "60-hpcpull-routes.conf.example").read_text()
+    blocks = re.findall(r"```\n(JOB_ROUTER_ROUTE_\w+ @=jrt\n.*?)```", readme, re.S)
+    assert len(blocks) == 3
+    for block in blocks:
+        assert block in example, block.splitlines()[0]
