@@ -48,6 +48,7 @@ from .classads import (
 )
 from .config import Config, GatewaySettings, RouteSettings, lrms_command_environment
 from .errors import ConfigError, HpcPullError, JobRejected
+from .faults import crash_point
 from .jobstate import (
     COMPLETED,
     HELD,
@@ -235,6 +236,7 @@ def _prepare_job_dir(source: classad2.ClassAd, route: RouteSettings, job: jd.Job
     except OSError as exc:
         reason = f"hpcpull: staging the input sandbox failed: {exc}"
         raise JobRejected(reason, holds.TRANSFER_INPUT_ERROR, exc.errno or 0) from None
+    crash_point("translate:before-control-files")
     job.control.mkdir(mode=0o700, exist_ok=True)
     shutil.copyfile(launcher.__file__, job.file(jd.LAUNCHER))
     job.file(jd.JOB_AD).write_text(format_ad(source), encoding="utf-8")
@@ -404,6 +406,7 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
             try:
                 job_id = submit_once(job, batch, job.file(jd.BATCH_SCRIPT), source_job_id, route.name)
                 state = load_state(job)
+                crash_point("update:after-record")
                 _note(job, "update", f"submitted batch job {job_id}")
                 _event(gateway, "SUBMITTED", copy, batch_job=job_id, lrms=batch.name)
             except LrmsError as exc:
@@ -497,6 +500,7 @@ def cleanup(text: str, config: Config) -> HookResult:
                 return HookResult(exit_code=1, messages=["job is busy in another hook; will retry"])
             try:
                 cancelled = _cancel_if_alive(job, _batch(route, gateway), string_attr(copy, "RoutedFromJobId"))
+                crash_point("cleanup:after-cancel")
             except LrmsError as exc:
                 _note(job, "cleanup", f"could not cancel the batch job, will retry: {exc}")
                 return HookResult(exit_code=1, messages=[f"cannot cancel batch job yet: {exc}"])

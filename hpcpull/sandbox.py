@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence
 import classad2
 
 from .errors import SandboxError
+from .faults import crash_point
 from .jobdir import CONTROL_DIR, INPUT_MANIFEST, STDERR, STDOUT
 
 TRANSFER_OUTPUT_ERROR = 12  # HTCondor HoldReasonCode TransferOutputError
@@ -319,6 +320,7 @@ def _stage(source: _Input, staging: Path, linker: _Linker) -> None:
         if not source.contents_only:
             name = _checked_name(source.path.name, source)
             _stage_path(source.path, staging / name, linker, top=True, exe=source.executable)
+            crash_point("translate:staged-one-input")
         elif not source.path.is_dir():
             raise OSError(errno.ENOTDIR, "not a directory (the entry ends with '/')")
         else:
@@ -418,6 +420,7 @@ def transfer_input_sandbox(
             _stage(source, staging, linker)
         _write_manifest(staging)
         final = parent / str(proc)
+        crash_point("translate:before-swap")
         _swap_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -774,6 +777,7 @@ def transfer_output_sandbox(
             names = _file_list(listed) if listed is not None else transfer.new_or_modified()
             for name in names:
                 transfer.return_entry(name)
+                crash_point("finalize:returned-one-output")
     finally:
         os.close(sandbox_fd)
     return report

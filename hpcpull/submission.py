@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from .atomicfile import write_atomically
+from .faults import crash_point
 from .jobdir import BATCH_OUTPUT, LOCK, STARTED, STATE, JobDir
 from .lrms.base import BatchSystem
 
@@ -123,7 +124,9 @@ def submit_once(job: JobDir, batch: BatchSystem, script: Path, source_job_id: st
     state.job_name = batch_job_name(source_job_id, state.token, route)
     state.submitted_at = time.time()
     save_state(job, state)  # recorded *before* submitting: see the module docstring
+    crash_point("update:before-submit")
     job_id = batch.submit(script, state.job_name, job.path, job.file(BATCH_OUTPUT))
+    crash_point("update:after-submit")
     state.batch_job_id = job_id
     save_state(job, state)
     return job_id
