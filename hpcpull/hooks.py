@@ -370,12 +370,12 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
     status = int_attr(copy, "JobStatus")
     if status == COMPLETED:
         return HookResult()  # waiting for FINALIZE
+    if status == HELD:
+        return _held(copy, config)
     rejected = string_attr(copy, "HpcPullRouteError")
     if rejected:
         if status == REMOVED:
             return _updates({"Managed": "ScheddDone"})
-        if status == HELD:
-            return HookResult()
         hold = Hold(rejected, int_attr(copy, "HpcPullRouteErrorCode"), int_attr(copy, "HpcPullRouteErrorSubCode"))
         return _updates(hold_set(copy, hold, now), f"held: {rejected}")
     route, gateway = config.route(route_name), config.gateway()
@@ -385,8 +385,6 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
     if job is None or not job.control.is_dir():
         if status == REMOVED:
             return _updates({"Managed": "ScheddDone"})
-        if status == HELD:
-            return HookResult()
         return _updates(hold_set(copy, Hold(
             f"hpcpull: job directory {string_attr(copy, 'HpcPullJobDir') or '(none)'} is missing",
             0, holds.SUB_JOB_DIR_MISSING), now))
@@ -427,6 +425,37 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
         _event(gateway, "STATUS", copy, batch_job=state.batch_job_id, status=f"{status}->{updates['JobStatus']}",
                reason=seen.hold.reason if seen.hold else None)
     return _updates(updates)
+
+
+def _held(copy: classad2.ClassAd, config: Config) -> HookResult:
+    """A held copy (its hold mirrored on the source).  condor_release of the source cannot
+    undo a mirrored hold (the router re-holds it: routed-copy recipe, pitfall 4), so UPDATE
+    watches for it: once the source is no longer held, the batch job is cancelled, the job
+    directory set aside, and the copy removed -- the router then routes the source again,
+    from a clean state (a new TRANSLATE, a new batch job)."""
+    route, gateway = config.route(string_attr(copy, "RouteName")), config.gateway()
+    schedd = gateway_schedd(gateway.schedd_double)
+    source_status = schedd.job_status(string_attr(copy, "RoutedFromJobId"))
+    if source_status is None or source_status == HELD:
+        return HookResult()  # still held, or the schedd cannot tell now: ask next poll
+    job = _routed_job_dir(copy) if not string_attr(copy, "HpcPullRouteError") else None
+    if job is not None and job.control.is_dir():
+        with JobLock(job) as lock:
+            if not lock.acquired:
+                return HookResult()
+            try:
+                _cancel_if_alive(job, _batch(route, gateway), string_attr(copy, "RoutedFromJobId"))
+            except LrmsError as exc:
+                return HookResult(messages=[f"released job: cannot cancel its batch job yet: {exc}"])
+            state = load_state(job)
+            state.cleaned = True
+            save_state(job, state)
+        if route.keep_failed_jobs and failed_reason(copy):
+            _keep_failed(job, failed_reason(copy))
+        shutil.rmtree(job.path, ignore_errors=True)
+    outcome = schedd.remove(_job_id(copy), "hpcpull: the source job was released; it is routed again")
+    _event(gateway, "RELEASED", copy, outcome=outcome)
+    return HookResult()
 
 
 # --------------------------------------------------------------------------- FINALIZE

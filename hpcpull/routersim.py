@@ -126,6 +126,14 @@ class RouterSim:
     def condor_rm(self, job_id: str) -> None:
         self.jobs[job_id]["JobStatus"] = 3
 
+    def condor_release(self, job_id: str) -> None:
+        """condor_release: a held job goes back to idle (and writes 013 released)."""
+        ad = self.jobs[job_id]
+        if ad.get("JobStatus") == 5:
+            ad["JobStatus"] = 1
+            ad["LastHoldReason"] = ad.get("HoldReason") or ""
+            self.events[job_id].append("013 released")
+
     def condor_hold(self, job_id: str, reason: str = "by user") -> None:
         ad = self.jobs[job_id]
         ad["JobStatus"], ad["HoldReason"], ad["HoldReasonCode"] = 5, reason, 1
@@ -140,9 +148,19 @@ class RouterSim:
         lines = self.schedd_double.read_text().splitlines()
         for line in lines[self._double_seen:]:
             call = json.loads(line)
-            if call["op"] == "edit" and call["job"] in self.jobs:
+            if call["job"] not in self.jobs:
+                continue
+            if call["op"] == "edit":
                 self.jobs[call["job"]][call["attr"]] = classad2.ExprTree(call["value"])
+            elif call["op"] == "remove":  # condor_rm of a copy: the router yields its source
+                self.jobs[call["job"]]["JobStatus"] = 3
+                self.jobs[call["job"]]["RemoveReason"] = call["reason"]
         self._double_seen = len(lines)
+
+    def _publish_queue(self) -> None:
+        """What the labelled schedd test double answers to job_status()."""
+        states = {job_id: ad.get("JobStatus") for job_id, ad in self.jobs.items()}
+        Path(f"{self.schedd_double}.queue.json").write_text(json.dumps(states))
 
     def _reap(self) -> None:
         """The schedd lets a job go once nobody manages it and it is done or removed."""
@@ -175,6 +193,7 @@ class RouterSim:
         return call
 
     def run_hook(self, hook: str, job_id: str, stdin: str) -> HookCall:
+        self._publish_queue()
         proc = subprocess.run(
             self.hook_command(hook),
             input=stdin.encode(), capture_output=True, env=self.env, cwd=self.workdir, timeout=300,
