@@ -44,6 +44,9 @@ ROUTE_KNOBS: dict[str, str] = {
     "GPU_TYPE": "",
     "LAUNCHER": "",
     "CONTAINER_IMAGE": "",
+    "REQUEUE_ON": "NODE_FAIL BOOT_FAIL PREEMPTED",
+    "MAX_REQUEUES": "2",
+    "MAX_IDLE_TIME": "",
     "PARALLEL_ENVIRONMENT": "smp",
     "MPI_PARALLEL_ENVIRONMENT": "mpi",
 }
@@ -58,6 +61,7 @@ GLOBAL_KNOBS: dict[str, str] = {
     "EXIT_FILE_GRACE": "60",
     "LRMS_ENVIRONMENT": "",
     "SCHEDD_DOUBLE": "",
+    "ALLOW_ROOT": "false",
     "LOG": "/var/log/condor/hpcpull/HpcPullLog",
     "MAX_LOG": "10000000",
 }
@@ -181,6 +185,11 @@ class RouteSettings:
     gpu_type: str = ""
     launcher: tuple[LaunchStep, ...] = ()  # HPCPULL_LAUNCHER (launch.py)
     container_image: str = ""
+    # Batch states that resubmit the job (at most max_requeues times) instead of holding it.
+    requeue_on: tuple[str, ...] = ("NODE_FAIL", "BOOT_FAIL", "PREEMPTED")
+    max_requeues: int = 2
+    # A batch job waiting longer than this is cancelled and the job given back (None: never).
+    max_idle_s: Optional[int] = None
     # Grid Engine parallel environments for multicore and for multi-node jobs.
     parallel_environment: str = "smp"
     mpi_parallel_environment: str = "mpi"
@@ -203,6 +212,7 @@ class GatewaySettings:
     lrms_environment: Mapping[str, str] = field(default_factory=dict)
     schedd_double: str = ""
     log_path: Optional[Path] = None  # HPCPULL_LOG (eventlog.py); None: no gateway log
+    allow_root: bool = False         # hooks refuse to run as root unless this is set
     max_log_bytes: int = 10_000_000
 
 
@@ -242,6 +252,7 @@ class Config:
             schedd_double=self.global_knob("SCHEDD_DOUBLE"),
             log_path=_as_path("HPCPULL_LOG", self.global_knob("LOG")) if self.global_knob("LOG") else None,
             max_log_bytes=int(_as_float("HPCPULL_MAX_LOG", self.global_knob("MAX_LOG"))),
+            allow_root=_as_bool("HPCPULL_ALLOW_ROOT", self.global_knob("ALLOW_ROOT")),
         )
 
     def is_hpcpull_route(self, route: str) -> bool:
@@ -306,6 +317,9 @@ class Config:
             gpu_type=knob("GPU_TYPE"),
             launcher=launcher,
             container_image=knob("CONTAINER_IMAGE"),
+            requeue_on=tuple(w.upper() for w in _as_words(knob("REQUEUE_ON"))),
+            max_requeues=int(_as_float("HPCPULL_MAX_REQUEUES", knob("MAX_REQUEUES"))),
+            max_idle_s=_as_limit("HPCPULL_MAX_IDLE_TIME", knob("MAX_IDLE_TIME"), duration=True),
             parallel_environment=knob("PARALLEL_ENVIRONMENT"),
             mpi_parallel_environment=knob("MPI_PARALLEL_ENVIRONMENT"),
         )

@@ -212,6 +212,19 @@ def hold_for_ended_job(copy: classad2.ClassAd, status: BatchJobStatus, lrms: str
 # --------------------------------------------------------------------------- TRANSLATE
 
 
+def _refuse_while_unreachable(route: RouteSettings, gateway: GatewaySettings) -> None:
+    """Routing pauses while the batch system does not answer: a job routed now could only
+    wait, held by nobody, and routing later loses nothing (TRANSLATE exit 1: the router
+    retries).  Judged from the latest status snapshot, written by the poller or a hook."""
+    cache = StatusCache(gateway.status_cache_dir, f"{route.lrms}-status", gateway.status_max_age_s, dict)
+    snap = cache.latest()
+    if snap is not None and not snap.ok and time.time() - snap.taken_at < 2 * gateway.status_max_age_s:
+        raise ConfigError(
+            f"routing to {route.name} paused: {route.lrms} did not answer at "
+            f"{time.strftime('%H:%M:%S', time.localtime(snap.taken_at))} ({snap.error or 'no reason given'})"
+        )
+
+
 def _prepare_job_dir(source: classad2.ClassAd, route: RouteSettings, job: jd.JobDir, spool: str) -> None:
     """Stage the input sandbox and write the control files; JobRejected for a bad job."""
     from . import launcher
@@ -255,6 +268,7 @@ def translate(text: str, config: Config) -> HookResult:
     if not config.is_hpcpull_route(name):
         return HookResult(format_ad(source))  # another tool's route: hand the job over untouched
     route = config.route(name)
+    _refuse_while_unreachable(route, config.gateway())
     routed = classad2.ClassAd()
     for attr in source.keys():
         low = attr.lower()
@@ -309,7 +323,7 @@ def _spool_dir() -> str:
 
 def _observe(
     job: jd.JobDir, state: SubmissionState, copy: classad2.ClassAd, batch: BatchSystem,
-    gateway: GatewaySettings, now: float,
+    gateway: GatewaySettings, route: RouteSettings, now: float,
 ) -> Observation:
     """Where the batch job is.  Caller holds the job lock; ``state`` may be updated and saved."""
     record = _read_exit_record(job)
@@ -346,7 +360,27 @@ def _observe(
     save_state(job, state)
     if now - state.terminal_seen_at < gateway.exit_file_grace_s:
         return Observation(Phase.UNKNOWN)
+    if status.state.value in route.requeue_on and state.requeues < route.max_requeues:
+        _requeue(job, state, f"batch job {status.job_id} ended {status.native_state}")
+        _event(gateway, "REQUEUED", copy, batch_job=status.job_id, state=status.native_state,
+               requeues=state.requeues)
+        return Observation(Phase.PENDING)
     return Observation(Phase.FAILED, hold=hold_for_ended_job(copy, status, batch.name))
+
+
+def _requeue(job: jd.JobDir, state: SubmissionState, why: str) -> None:
+    """Forget the batch job (its node failed, it was preempted) so the next UPDATE submits
+    the script again; the job restarts in its job directory.  Caller holds the job lock."""
+    state.requeues += 1
+    state.batch_job_id = state.token = state.job_name = None
+    state.submitted_at = state.terminal_seen_at = state.missing_since = None
+    for name in (jd.STARTED, jd.EXIT_STATUS):
+        try:
+            job.file(name).unlink()
+        except FileNotFoundError:
+            pass
+    save_state(job, state)
+    _note(job, "update", f"{why}: submitting again (requeue {state.requeues})")
 
 
 def _cancel_if_alive(job: jd.JobDir, batch: BatchSystem, source_job_id: str) -> Optional[str]:
@@ -415,7 +449,10 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
                 hold = Hold(f"hpcpull: {batch.name} refused the job: {exc}", 0, holds.SUB_SUBMIT_REFUSED)
                 _event(gateway, "HELD", copy, reason=hold.reason)
                 return _updates(hold_set(copy, hold, now), f"held: {hold.reason}")
-        seen = _observe(job, state, copy, batch, gateway, now)
+        seen = _observe(job, state, copy, batch, gateway, route, now)
+        if (seen.phase is Phase.PENDING and route.max_idle_s is not None and state.submitted_at
+                and now - state.submitted_at > route.max_idle_s):
+            return _undo_routing(job, state, copy, batch, route, gateway, now)
     updates = transition(copy, seen, now)
     if state.batch_job_id and state.batch_job_id != string_attr(copy, "HpcPullBatchJobId"):
         updates["HpcPullBatchJobId"] = state.batch_job_id
@@ -425,6 +462,33 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
         _event(gateway, "STATUS", copy, batch_job=state.batch_job_id, status=f"{status}->{updates['JobStatus']}",
                reason=seen.hold.reason if seen.hold else None)
     return _updates(updates)
+
+
+def _undo_routing(job: jd.JobDir, state: SubmissionState, copy: classad2.ClassAd, batch: BatchSystem,
+                  route: RouteSettings, gateway: GatewaySettings, now: float) -> HookResult:
+    """The batch job waited longer than HPCPULL_MAX_IDLE_TIME: cancel it and give the job back
+    to HTCondor, idle, to run elsewhere (the seed's "undo the transformation").  Caller
+    holds the job lock."""
+    waited = int(now - (state.submitted_at or now))
+    try:
+        if state.batch_job_id:
+            batch.cancel(state.batch_job_id)
+    except LrmsError as exc:
+        return HookResult(messages=[f"undo routing: cannot cancel batch job {state.batch_job_id} yet: {exc}"])
+    state.cleaned = True
+    save_state(job, state)
+    schedd = gateway_schedd(gateway.schedd_double)
+    undone = [r for r in (string_attr(copy, "HpcPullUndoneRoutes") or "").split(",") if r]
+    if route.name not in undone:
+        undone.append(route.name)
+    schedd.edit(string_attr(copy, "RoutedFromJobId"), "HpcPullUndoneRoutes", classad2.quote(",".join(undone)))
+    reason = (f"hpcpull: batch job {state.batch_job_id} waited {waited} s in {batch.name} "
+              f"(route {route.name} gives jobs back after {route.max_idle_s} s)")
+    _note(job, "update", reason)
+    shutil.rmtree(job.path, ignore_errors=True)
+    outcome = schedd.remove(_job_id(copy), reason)
+    _event(gateway, "UNDONE", copy, batch_job=state.batch_job_id, waited_s=waited, outcome=outcome)
+    return HookResult(messages=[f"gave job {string_attr(copy, 'RoutedFromJobId')} back: {reason}"])
 
 
 def _held(copy: classad2.ClassAd, config: Config) -> HookResult:
@@ -620,6 +684,10 @@ def run_hook(name: str, hook: Callable[[str, Config], HookResult], stdin: bytes)
     try:
         text = stdin.decode("utf-8")
         config = Config()
+        if os.geteuid() == 0 and not config.gateway().allow_root:
+            return "", _FAILED_EXIT[name] or 1, [
+                f"hpcpull {name}: refusing to run as root (hooks run as the job owner; "
+                "set HPCPULL_ALLOW_ROOT = true only for a test gateway)"]
         result = hook(text, config)
     except UnicodeDecodeError:
         return "", _MALFORMED_EXIT[name], [f"hpcpull {name}: stdin is not UTF-8 text"]

@@ -112,6 +112,10 @@ class StatusCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def latest(self) -> Optional[Snapshot]:
+        """The newest trusted snapshot (shared or this user's), whatever its age."""
+        return self._newest()
+
     def read_shared(self) -> Optional[Snapshot]:
         """The gateway-wide snapshot (the poller's), if there is a trusted one."""
         return self._read(self.shared_path)

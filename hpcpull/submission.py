@@ -33,6 +33,7 @@ class SubmissionState:
     terminal_seen_at: Optional[float] = None  # first time the LRMS showed it ended w/o exit_status
     missing_since: Optional[float] = None     # first time the LRMS no longer knew it
     cleaned: bool = False
+    requeues: int = 0                     # resubmissions after node failure / preemption
 
 
 def load_state(job: JobDir) -> SubmissionState:
