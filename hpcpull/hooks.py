@@ -212,13 +212,18 @@ def hold_for_ended_job(copy: classad2.ClassAd, status: BatchJobStatus, lrms: str
 # --------------------------------------------------------------------------- TRANSLATE
 
 
+PAUSE_WINDOW_S = 300
+
+
 def _refuse_while_unreachable(route: RouteSettings, gateway: GatewaySettings) -> None:
     """Routing pauses while the batch system does not answer: a job routed now could only
     wait, held by nobody, and routing later loses nothing (TRANSLATE exit 1: the router
-    retries).  Judged from the latest status snapshot, written by the poller or a hook."""
+    retries).  Judged from the latest status snapshot, written by the poller or a hook; a
+    failed one older than PAUSE_WINDOW_S no longer counts (nobody has looked since)."""
     cache = StatusCache(gateway.status_cache_dir, f"{route.lrms}-status", gateway.status_max_age_s, dict)
     snap = cache.latest()
-    if snap is not None and not snap.ok and time.time() - snap.taken_at < 2 * gateway.status_max_age_s:
+    window = max(PAUSE_WINDOW_S, 2 * gateway.status_max_age_s)
+    if snap is not None and not snap.ok and time.time() - snap.taken_at < window:
         raise ConfigError(
             f"routing to {route.name} paused: {route.lrms} did not answer at "
             f"{time.strftime('%H:%M:%S', time.localtime(snap.taken_at))} ({snap.error or 'no reason given'})"
