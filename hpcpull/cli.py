@@ -4,6 +4,7 @@ config, run the demo)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import sys
 from pathlib import Path
@@ -170,6 +171,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.workdir))
 
 
+# Subcommands that live in their own module (add_arguments(parser) and run(args)).
+TOOL_COMMANDS = {
+    "status": ("hpcpull.statuscmd", "all hpcpull jobs per route and state, or one job's whole story"),
+}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="hpcpull", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -229,6 +236,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     pull.add_argument("--output-dir", metavar="DIR", help="write both files there (default: print them)")
     pull.add_argument("--force", action="store_true", help="replace files that exist in --output-dir")
     pull.set_defaults(func=_pull_config)
+    for name, (module_name, help_text) in TOOL_COMMANDS.items():
+        module = importlib.import_module(module_name)
+        tool = sub.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0])
+        module.add_arguments(tool)
+        tool.set_defaults(func=module.run)
     demo = sub.add_parser("demo", help="run a sample job through the hooks into Slurm (needs SLURM_CONF)")
     demo.add_argument("--workdir", default="demo-output", help="where the demo writes (default: %(default)s)")
     demo.set_defaults(func=_demo)

@@ -313,7 +313,7 @@ def translate(text: str, config: Config) -> HookResult:
         if job is not None:
             shutil.rmtree(job.path, ignore_errors=True)  # a sandbox staged before the refusal
         messages.append(f"job {_job_id(source)} will be held: {rejected.reason}")
-        _event(config.gateway(), "REFUSED", routed, reason=rejected.reason)
+        _event(config.gateway(), "REFUSED", routed, reason=rejected.reason, owner=string_attr(source, "Owner"))
     return HookResult(format_ad(routed), 0, messages)
 
 
@@ -416,6 +416,7 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
         if status == REMOVED:
             return _updates({"Managed": "ScheddDone"})
         hold = Hold(rejected, int_attr(copy, "HpcPullRouteErrorCode"), int_attr(copy, "HpcPullRouteErrorSubCode"))
+        _event(config.gateway(), "HELD", copy, reason=rejected, owner=string_attr(copy, "Owner"))
         return _updates(hold_set(copy, hold, now), f"held: {rejected}")
     route, gateway = config.route(route_name), config.gateway()
     job = _routed_job_dir(copy)
@@ -575,7 +576,7 @@ def finalize(text: str, config: Config, now: Optional[float] = None) -> HookResu
         exit_signal=int_attr(copy, "ExitSignal") if by_signal else None,
         wall_s=number_attr(copy, "RemoteWallClockTime"), user_cpu_s=number_attr(copy, "RemoteUserCpu"),
         sys_cpu_s=number_attr(copy, "RemoteSysCpu"), memory_mb=int_attr(copy, "MemoryUsage") or None,
-        output_errors=len(errors) or None,
+        output_errors=len(errors) or None, returned=updates.get("SpooledOutputFiles"),
     )
     return _updates(updates, *messages)
 
@@ -592,12 +593,14 @@ def cleanup(text: str, config: Config) -> HookResult:
     job = _routed_job_dir(copy) if not string_attr(copy, "HpcPullRouteError") else None
     messages = []
     kept: Optional[Path] = None
+    cancelled_id: Optional[str] = None
     if job is not None and job.control.is_dir():
         with JobLock(job, wait=gateway.command_timeout_s) as lock:
             if not lock.acquired:
                 return HookResult(exit_code=1, messages=["job is busy in another hook; will retry"])
             try:
-                cancelled = _cancel_if_alive(job, _batch(route, gateway), string_attr(copy, "RoutedFromJobId"))
+                cancelled = cancelled_id = _cancel_if_alive(
+                    job, _batch(route, gateway), string_attr(copy, "RoutedFromJobId"))
                 crash_point("cleanup:after-cancel")
             except LrmsError as exc:
                 _note(job, "cleanup", f"could not cancel the batch job, will retry: {exc}")
@@ -616,7 +619,7 @@ def cleanup(text: str, config: Config) -> HookResult:
                 pass
     outcome = gateway_schedd(gateway.schedd_double).hand_back(_job_id(copy))
     _note(job if route.keep_job_dirs else None, "cleanup", outcome)
-    _event(gateway, "CLEANED", copy, outcome=outcome, kept=kept)
+    _event(gateway, "CLEANED", copy, outcome=outcome, kept=kept, cancelled=cancelled_id)
     messages.append(outcome)
     return HookResult(messages=messages)
 
