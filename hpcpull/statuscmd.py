@@ -864,7 +864,7 @@ def story_text(s: Survey, job: JobView, data: dict[str, Any]) -> str:
         head = "Files returned"
         if returned["count"] is not None:
             head += f": {returned['count']}"
-        out.append(head + (": " + ", ".join(returned["files"]) if returned["files"] else ""))
+        out.append(head + (" (" + ", ".join(returned["files"]) + ")" if returned["files"] else ""))
         out += [f"  problem: {p}" for p in returned["problems"]]
     record = data["exit"] or _finished_record(data["finished"])
     if record is not None:

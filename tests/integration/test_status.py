@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -174,7 +175,7 @@ def test_status_lists_finished_held_and_running_jobs_and_tells_their_stories(thr
 
     # ---- the held job's story, as JSON
     assert held_story["job"]["source_job"] == held
-    assert [line.split()[1] for line in held_story["log"]] == ["REFUSED"]
+    assert [line.split()[1] for line in held_story["log"]] == ["REFUSED", "HELD"]
     assert held_story["job"]["phase"] == "held" and held_story["exit"] is None and held_story["script"] is None
 
     assert unknown.out == "" and len(unknown.err.splitlines()) == 1
@@ -224,7 +225,7 @@ def test_status_of_a_finished_job_whose_directory_is_kept(slurm_env, tmp_path):
     staged = story.split("Files staged (input-manifest.json):\n")[1].split("\n\n")[0].splitlines()
     assert [line.split() for line in staged] == [["NAME", "TYPE", "SIZE"], ["in.txt", "file", "12", "B"],
                                                  ["job.sh", "file", str((submit / "job.sh").stat().st_size), "B"]]
-    assert "\nFiles returned: 1\n" in story
+    assert re.search(r"\nFiles returned: 1 \([^)\n]+\)\n", story)
     assert "finalize: returned 1 output(s)" in story and "cleanup: nothing to cancel" in story
     look = story.split("Where to look next:\n")[1]
     assert f"job stdout            {job_dir}/.hpcpull/stdout\n" in look and "(not there)" not in look
