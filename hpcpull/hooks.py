@@ -47,6 +47,7 @@ from .classads import (
     string_attr,
 )
 from .config import Config, GatewaySettings, RouteSettings, lrms_command_environment
+from .credentials import refresh_credentials, stage_credentials
 from .errors import ConfigError, HpcPullError, JobRejected
 from .faults import crash_point
 from .jobstate import (
@@ -254,6 +255,7 @@ def _prepare_job_dir(source: classad2.ClassAd, route: RouteSettings, job: jd.Job
     except OSError as exc:
         reason = f"hpcpull: staging the input sandbox failed: {exc}"
         raise JobRejected(reason, holds.TRANSFER_INPUT_ERROR, exc.errno or 0) from None
+    stage_credentials(source, job.path)
     crash_point("translate:before-control-files")
     job.control.mkdir(mode=0o700, exist_ok=True)
     shutil.copyfile(launcher.__file__, job.file(jd.LAUNCHER))
@@ -455,6 +457,8 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
                 hold = Hold(f"hpcpull: {batch.name} refused the job: {exc}", 0, holds.SUB_SUBMIT_REFUSED)
                 _event(gateway, "HELD", copy, reason=hold.reason)
                 return _updates(hold_set(copy, hold, now), f"held: {hold.reason}")
+        for name in refresh_credentials(copy, job.path):
+            _note(job, "update", f"credential {name} renewed by the user: copied again")
         seen = _observe(job, state, copy, batch, gateway, route, now)
         if (seen.phase is Phase.PENDING and route.max_idle_s is not None and state.submitted_at
                 and now - state.submitted_at > route.max_idle_s):

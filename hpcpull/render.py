@@ -28,6 +28,7 @@ import jinja2
 
 from . import jobdir
 from .config import RouteSettings
+from .credentials import credentials_of
 from .errors import ConfigError, JobRejected
 from .holds import HOLD_SUBCODE_INVALID_JOB, HOLD_SUBCODE_UNSAFE_VALUE
 from .launch import launch_command, uses_container
@@ -260,6 +261,7 @@ def template_context(job_ad: JobAd, route: RouteSettings, job_dir: Path) -> dict
         "resources": resources,
         "launch_command": launch_command(route.launcher, route.lrms, resources.total_tasks, image),
         "container_image": image or "",
+        "credentials": [(c.env, c.name) for c in credentials_of(job_ad)],
         "parallel_environment": route.parallel_environment,
         "mpi_parallel_environment": route.mpi_parallel_environment,
         "map_request_disk": route.map_request_disk,
