@@ -47,6 +47,9 @@ ROUTE_KNOBS: dict[str, str] = {
     "REQUEUE_ON": "NODE_FAIL BOOT_FAIL PREEMPTED",
     "MAX_REQUEUES": "2",
     "MAX_IDLE_TIME": "",
+    "MAX_BATCH_JOBS": "",
+    "MAX_BATCH_IDLE": "",
+    "SUBMITS_PER_MINUTE": "",
     "PARALLEL_ENVIRONMENT": "smp",
     "MPI_PARALLEL_ENVIRONMENT": "mpi",
 }
@@ -190,6 +193,11 @@ class RouteSettings:
     max_requeues: int = 2
     # A batch job waiting longer than this is cancelled and the job given back (None: never).
     max_idle_s: Optional[int] = None
+    # Throttles on submission (None: none): jobs of the route in the batch system, of them
+    # waiting, and submissions per minute (per user: hooks run as the job owners).
+    max_batch_jobs: Optional[int] = None
+    max_batch_idle: Optional[int] = None
+    submits_per_minute: Optional[int] = None
     # Grid Engine parallel environments for multicore and for multi-node jobs.
     parallel_environment: str = "smp"
     mpi_parallel_environment: str = "mpi"
@@ -320,6 +328,9 @@ class Config:
             requeue_on=tuple(w.upper() for w in _as_words(knob("REQUEUE_ON"))),
             max_requeues=int(_as_float("HPCPULL_MAX_REQUEUES", knob("MAX_REQUEUES"))),
             max_idle_s=_as_limit("HPCPULL_MAX_IDLE_TIME", knob("MAX_IDLE_TIME"), duration=True),
+            max_batch_jobs=_as_limit("HPCPULL_MAX_BATCH_JOBS", knob("MAX_BATCH_JOBS")),
+            max_batch_idle=_as_limit("HPCPULL_MAX_BATCH_IDLE", knob("MAX_BATCH_IDLE")),
+            submits_per_minute=_as_limit("HPCPULL_SUBMITS_PER_MINUTE", knob("SUBMITS_PER_MINUTE")),
             parallel_environment=knob("PARALLEL_ENVIRONMENT"),
             mpi_parallel_environment=knob("MPI_PARALLEL_ENVIRONMENT"),
         )

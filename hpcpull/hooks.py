@@ -34,6 +34,7 @@ import classad2
 
 from . import holds
 from . import jobdir as jd
+from .atomicfile import write_atomically
 from .classads import (
     MalformedInput,
     Value,
@@ -443,8 +444,17 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
             _event(gateway, "REMOVED", copy, cancelled=cancelled)
             return _updates({"Managed": "ScheddDone"})
         if not state.batch_job_id and status == IDLE:
+            throttled = _throttled(route, gateway, batch)
+            if throttled:
+                if not state.throttled:
+                    state.throttled = True
+                    save_state(job, state)
+                    _note(job, "update", f"submission waits: {throttled}")
+                    _event(gateway, "THROTTLED", copy, reason=throttled)
+                return HookResult()
             try:
                 job_id = submit_once(job, batch, job.file(jd.BATCH_SCRIPT), source_job_id, route.name)
+                _record_submission(gateway, route)
                 state = load_state(job)
                 crash_point("update:after-record")
                 _note(job, "update", f"submitted batch job {job_id}")
@@ -472,6 +482,49 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
         _event(gateway, "STATUS", copy, batch_job=state.batch_job_id, status=f"{status}->{updates['JobStatus']}",
                reason=seen.hold.reason if seen.hold else None)
     return _updates(updates)
+
+
+def _throttled(route: RouteSettings, gateway: GatewaySettings, batch: BatchSystem) -> str:
+    """Why a submission on ``route`` must wait now ("" if it may go ahead)."""
+    from .submission import route_of_batch_job
+
+    if route.max_batch_jobs is not None or route.max_batch_idle is not None:
+        snap = _status_cache(batch, gateway).snapshot()  # the period's shared query, refreshed if stale
+        if snap.ok:
+            mine = [s for s in snap.jobs.values() if route_of_batch_job(s.name) == route.name and s.state.is_active]
+            waiting = sum(1 for s in mine if s.state is BatchState.PENDING)
+            if route.max_batch_jobs is not None and len(mine) >= route.max_batch_jobs:
+                return f"route {route.name} has {len(mine)} jobs in {batch.name} (HPCPULL_MAX_BATCH_JOBS)"
+            if route.max_batch_idle is not None and waiting >= route.max_batch_idle:
+                return f"route {route.name} has {waiting} jobs waiting in {batch.name} (HPCPULL_MAX_BATCH_IDLE)"
+    if route.submits_per_minute is not None:
+        recent = _recent_submissions(gateway, route)
+        if len(recent) >= route.submits_per_minute:
+            return f"{len(recent)} submissions on route {route.name} in the last minute (HPCPULL_SUBMITS_PER_MINUTE)"
+    return ""
+
+
+def _submissions_file(gateway: GatewaySettings, route: RouteSettings) -> Path:
+    return gateway.status_cache_dir / f"{route.name}-submits.{os.getuid()}"
+
+
+def _recent_submissions(gateway: GatewaySettings, route: RouteSettings) -> list[float]:
+    try:
+        stamps = [float(x) for x in _submissions_file(gateway, route).read_text().split()]
+    except (OSError, ValueError):
+        return []
+    return [t for t in stamps if time.time() - t < 60]
+
+
+def _record_submission(gateway: GatewaySettings, route: RouteSettings) -> None:
+    if route.submits_per_minute is None:
+        return
+    try:
+        stamps = _recent_submissions(gateway, route) + [time.time()]
+        gateway.status_cache_dir.mkdir(mode=0o1777, parents=True, exist_ok=True)
+        write_atomically(_submissions_file(gateway, route), " ".join(f"{t:.3f}" for t in stamps), mode=0o644)
+    except OSError:
+        pass
 
 
 def _undo_routing(job: jd.JobDir, state: SubmissionState, copy: classad2.ClassAd, batch: BatchSystem,

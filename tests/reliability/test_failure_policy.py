@@ -72,3 +72,33 @@ def test_hooks_refuse_to_run_as_root_unless_allowed(gateway: Any, tmp_path: Path
     assert call.stderr == ("hpcpull translate: refusing to run as root (hooks run as the job owner; "
                            "set HPCPULL_ALLOW_ROOT = true only for a test gateway)\n")
     assert gateway.jobs[source]["JobStatus"] == 1 and gateway.jobs[source]["Managed"] == "Schedd"
+
+
+def test_submissions_wait_for_the_routes_throttles(gateway: Any, tmp_path: Path) -> None:
+    append_config(gateway, "HPCPULL_ROUTE_Slurm_MAX_BATCH_JOBS = 1\n")
+    first = gateway.submit(make_job(tmp_path / "a", "sleep 4\n"))
+    first_routed = gateway.route(first, "Slurm")
+    gateway.poll()  # submits the first
+    assert gateway.schedd_cron().exit_code == 0  # the poller's snapshot lists it
+    second = gateway.submit(make_job(tmp_path / "b", "true\n"))
+    second_routed = gateway.route(second, "Slurm")
+    gateway.poll()
+    assert "HpcPullBatchJobId" in gateway.jobs[first_routed.copy_id]
+    assert "HpcPullBatchJobId" not in gateway.jobs[second_routed.copy_id], "waits: the route is full"
+    assert gateway.jobs[second]["JobStatus"] == 1
+    log = (gateway.workdir / "log" / "hpcpull" / "HpcPullLog").read_text()
+    assert f"THROTTLED job={second}" in log and "HPCPULL_MAX_BATCH_JOBS" in log
+    gateway.run_until(lambda r: not r.in_queue(first) and not r.in_queue(second), timeout=90)
+    assert gateway.history[second]["ExitCode"] == 0, "submitted once the first left the batch system"
+
+
+def test_submission_rate_limit(gateway: Any, tmp_path: Path) -> None:
+    append_config(gateway, "HPCPULL_ROUTE_Slurm_SUBMITS_PER_MINUTE = 1\n")
+    jobs = [gateway.submit(make_job(tmp_path / f"s{i}", "true\n")) for i in range(2)]
+    copies = [gateway.route(j, "Slurm").copy_id for j in jobs]
+    gateway.poll()
+    submitted = ["HpcPullBatchJobId" in gateway.jobs.get(c, {}) or not gateway.in_queue(c) for c in copies]
+    assert submitted == [True, False]
+    for job in jobs:
+        gateway.condor_rm(job)
+    gateway.run_until(lambda r: not any(r.in_queue(j) for j in jobs), timeout=60)

@@ -175,3 +175,22 @@ def test_readme_route_examples_are_the_shipped_ones():
     assert len(blocks) == 3
     for block in blocks:
         assert block in example, block.splitlines()[0]
+
+
+def test_example_routes_back_off_from_black_holes():
+    """The router throttles a route whose jobs keep failing fast (JobFailureTest)."""
+    import classad2
+
+    from hpcpull.routes import parse_route
+
+    text = (CONFIG_D / "60-hpcpull-routes.conf.example").read_text()
+    body = text.split("JOB_ROUTER_ROUTE_Short @=jrt\n", 1)[1].split("@jrt", 1)[0]
+    macros = dict(parse_route("Short", body).macros)
+    test = macros["JobFailureTest"]
+    fast_failure = classad2.ClassAd({"ExitCode": 1, "RemoteWallClockTime": 5.0})
+    slow_failure = classad2.ClassAd({"ExitCode": 1, "RemoteWallClockTime": 600.0})
+    success = classad2.ClassAd({"ExitCode": 0, "RemoteWallClockTime": 5.0})
+    held = classad2.ClassAd({"RemoteWallClockTime": 0.0})
+    results = [classad2.ExprTree(test).eval(ad) for ad in (fast_failure, slow_failure, success, held)]
+    assert results == [True, False, False, False]
+    assert float(macros["FailureRateThreshold"]) > 0
