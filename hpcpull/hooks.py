@@ -297,6 +297,7 @@ def translate(text: str, config: Config) -> HookResult:
         from .resources import resource_request
 
         request = resource_request(source, route)
+        _finish_abandoned_cleanups(job.path.parent.parent, route, config.gateway())
         _prepare_job_dir(source, route, job, _spool_dir())
         routed["HpcPullJobDir"] = str(job.path)
         routed["HpcPullScript"] = str(job.file(jd.BATCH_SCRIPT))
@@ -608,6 +609,7 @@ def finalize(text: str, config: Config, now: Optional[float] = None) -> HookResu
                 source[attr] = copy.lookup(attr)
         spooled = is_spooled(source, _spool_dir())
         report = transfer_output_sandbox(source, job.path, link=True, confine_to_iwd=spooled)
+        _mark_outputs_returned(job)
         # As the shadow does: the files now in the Iwd, which the schedd sends when the
         # submitter fetches a spooled job's output (HTCondor-C, condor_transfer_data).
         updates["SpooledOutputFiles"] = ",".join(report.returned)
@@ -655,6 +657,9 @@ def cleanup(text: str, config: Config) -> HookResult:
         with JobLock(job, wait=gateway.command_timeout_s) as lock:
             if not lock.acquired:
                 return HookResult(exit_code=1, messages=["job is busy in another hook; will retry"])
+            _cleaning_marker(job).touch()  # a killed CLEANUP is not run again: _finish_abandoned_cleanups
+            if int_attr(copy, "JobStatus") == COMPLETED and not load_state(job).outputs_returned:
+                _finish_output_return(job, copy)
             try:
                 cancelled = cancelled_id = _cancel_if_alive(
                     job, _batch(route, gateway), string_attr(copy, "RoutedFromJobId"))
@@ -674,11 +679,82 @@ def cleanup(text: str, config: Config) -> HookResult:
                 job.path.parent.rmdir()  # the <ClusterId> directory, once its last proc is gone
             except OSError:
                 pass
+        _cleaning_marker(job).unlink(missing_ok=True)
+        _finish_abandoned_cleanups(job.path.parent.parent, route, gateway)
     outcome = gateway_schedd(gateway.schedd_double).hand_back(_job_id(copy))
     _note(job if route.keep_job_dirs else None, "cleanup", outcome)
     _event(gateway, "CLEANED", copy, outcome=outcome, kept=kept, cancelled=cancelled_id)
     messages.append(outcome)
     return HookResult(messages=messages)
+
+
+def _mark_outputs_returned(job: jd.JobDir) -> None:
+    with JobLock(job, wait=5.0):
+        state = load_state(job)
+        state.outputs_returned = True
+        save_state(job, state)
+
+
+def _finish_output_return(job: jd.JobDir, copy: classad2.ClassAd) -> None:
+    """FINALIZE died before the whole output sandbox was back (a hook killed by a signal
+    counts as done to the router, which never runs FINALIZE again: JobRouterHookMgr.cpp
+    ExitClient::hookExited): return it now, from the job ad TRANSLATE saved."""
+    from .sandbox import transfer_output_sandbox
+
+    try:
+        source = parse_old_ad(job.file(jd.JOB_AD).read_text(encoding="utf-8"), "saved job ad")
+        for attr in ("ExitCode", "ExitBySignal", "ExitSignal"):
+            if attr in copy:
+                source[attr] = copy.lookup(attr)
+        report = transfer_output_sandbox(source, job.path, link=True,
+                                         confine_to_iwd=is_spooled(source, _spool_dir()))
+        _note(job, "cleanup", f"FINALIZE did not finish: returned {len(report.returned)} output(s)"
+              + (f"; problems: {'; '.join(report.errors)}" if report.errors else ""))
+    except Exception as exc:  # noqa: BLE001 - CLEANUP goes on; the note says what was lost
+        _note(job, "cleanup", f"FINALIZE did not finish and the output return failed: {exc}")
+
+
+CLEANING_DIR = ".hpcpull-cleaning"  # <root>/<Owner>/.hpcpull-cleaning/<ClusterId>.<ProcId>
+
+
+def _cleaning_marker(job: jd.JobDir) -> Path:
+    markers = job.path.parent.parent / CLEANING_DIR
+    markers.mkdir(mode=0o700, exist_ok=True)
+    return markers / f"{job.path.parent.name}.{job.path.name}"
+
+
+def _finish_abandoned_cleanups(owner_root: Path, route: RouteSettings, gateway: GatewaySettings) -> None:
+    """Finish the CLEANUPs of this owner that were killed: the router counts a CLEANUP killed
+    by a signal as done (CleanupClient::hookExited: WIFSIGNALED) and never runs it again."""
+    markers = owner_root / CLEANING_DIR
+    if not markers.is_dir():
+        return
+    for marker in markers.iterdir():
+        cluster, _, proc = marker.name.partition(".")
+        if not (cluster.isdigit() and proc.isdigit()):
+            continue
+        job = jd.JobDir(owner_root / cluster / proc)
+        if job.control.is_dir():
+            with JobLock(job) as lock:
+                if not lock.acquired:
+                    continue  # its CLEANUP is running right now
+                state = load_state(job)
+                if state.cleaned and time.time() - marker.stat().st_mtime < 60:
+                    continue  # its CLEANUP may be removing the directory right now
+                try:
+                    _cancel_if_alive(job, _batch(route, gateway), f"{cluster}.{proc}")
+                except LrmsError:
+                    continue
+                state.cleaned = True
+                save_state(job, state)
+            _note(job, "cleanup", "finished a CLEANUP that was killed")
+            if not route.keep_job_dirs:
+                shutil.rmtree(job.path, ignore_errors=True)
+                try:
+                    job.path.parent.rmdir()
+                except OSError:
+                    pass
+        marker.unlink(missing_ok=True)
 
 
 def failed_reason(copy: classad2.ClassAd) -> str:

@@ -592,6 +592,11 @@ class _OutputTransfer:
                 finally:
                     os.close(src_fd)
             os.replace(tmp, dest)
+            if os.path.lexists(tmp):
+                # rename(2) "does nothing" when both names are links to one inode: a second
+                # return of a hard-linked output (a retry after a crash) would leave the
+                # temporary name behind in the Iwd.
+                os.unlink(tmp)
         except BaseException:
             if os.path.lexists(tmp):
                 os.unlink(tmp)

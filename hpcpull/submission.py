@@ -34,6 +34,7 @@ class SubmissionState:
     missing_since: Optional[float] = None     # first time the LRMS no longer knew it
     cleaned: bool = False
     requeues: int = 0                     # resubmissions after node failure / preemption
+    outputs_returned: bool = False        # FINALIZE returned the whole output sandbox
     throttled: bool = False               # the submission waited for a throttle (logged once)
 
 
