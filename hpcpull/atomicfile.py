@@ -25,3 +25,16 @@ def write_atomically(path: Path, text: str, mode: int = 0o600) -> None:
         except OSError:
             pass
         raise
+
+
+def ensure_shared_dir(path: Path) -> None:
+    """Create ``path`` as a sticky world-writable directory (like /tmp), whatever the umask.
+
+    Hooks run as the job owners, so the directories every owner writes into (status cache,
+    log) must be 1777; a directory that already exists is left as the admin made it.
+    """
+    try:
+        path.mkdir(parents=True)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o1777)

@@ -174,6 +174,7 @@ def _demo(args: argparse.Namespace) -> int:
 # Subcommands that live in their own module (add_arguments(parser) and run(args)).
 TOOL_COMMANDS = {
     "status": ("hpcpull.statuscmd", "all hpcpull jobs per route and state, or one job's whole story"),
+    "doctor": ("hpcpull.doctor", "check the gateway (config, hooks, routes, templates, scratch, batch system)"),
 }
 
 

@@ -86,6 +86,13 @@ def _htcondor_param(name: str) -> Optional[str]:
     return None if value is None else str(value)
 
 
+def _explicit(value: str) -> str:
+    """A knob's value; ``""`` means empty.  HTCondor reads ``KNOB =`` as not set at all, so
+    ``KNOB = ""`` is how a route clears a knob that is set gateway-wide."""
+    value = value.strip()
+    return "" if value == '""' else value
+
+
 def _as_bool(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("true", "yes", "1", "on"):
@@ -232,7 +239,7 @@ class Config:
 
     def _raw(self, name: str, default: str) -> str:
         value = self._lookup(name)
-        return default if value is None else value.strip()
+        return default if value is None else _explicit(value)
 
     def global_knob(self, knob: str) -> str:
         return self._raw(f"HPCPULL_{knob}", GLOBAL_KNOBS[knob])
@@ -240,7 +247,7 @@ class Config:
     def route_knob(self, route: str, knob: str) -> str:
         value = self._lookup(f"HPCPULL_ROUTE_{route}_{knob}")
         if value is not None:
-            return value.strip()
+            return _explicit(value)
         return self._raw(f"HPCPULL_{knob}", ROUTE_KNOBS[knob])
 
     def _route_names(self) -> tuple[str, ...]:

@@ -69,7 +69,8 @@ def run_demo(workdir: Path, timeout: float = 120.0) -> int:
     script.write_text(JOB_SCRIPT)
     script.chmod(0o755)
     scratch = workdir / "scratch"
-    scratch.mkdir(mode=0o1777, exist_ok=True)
+    scratch.mkdir(exist_ok=True)
+    scratch.chmod(0o1777)
     config = write_gateway_config(
         workdir / "gateway",
         routes={"Slurm": "REQUIREMENTS WantHpc =?= true\nUNIVERSE VANILLA\nSET Requirements false"},

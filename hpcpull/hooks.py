@@ -34,7 +34,7 @@ import classad2
 
 from . import holds
 from . import jobdir as jd
-from .atomicfile import write_atomically
+from .atomicfile import ensure_shared_dir, write_atomically
 from .classads import (
     MalformedInput,
     Value,
@@ -522,7 +522,7 @@ def _record_submission(gateway: GatewaySettings, route: RouteSettings) -> None:
         return
     try:
         stamps = _recent_submissions(gateway, route) + [time.time()]
-        gateway.status_cache_dir.mkdir(mode=0o1777, parents=True, exist_ok=True)
+        ensure_shared_dir(gateway.status_cache_dir)
         write_atomically(_submissions_file(gateway, route), " ".join(f"{t:.3f}" for t in stamps), mode=0o644)
     except OSError:
         pass

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .atomicfile import write_atomically
+from .atomicfile import ensure_shared_dir, write_atomically
 from .config import Config, GatewaySettings, lrms_command_environment
 from .errors import HpcPullError
 from .eventlog import write_event
@@ -196,7 +196,7 @@ def _refresh(batch: BatchSystem, cache: StatusCache, status: SiteStatus, now: fl
 
 def _save(gateway: GatewaySettings, status: SiteStatus) -> None:
     try:
-        gateway.status_cache_dir.mkdir(mode=0o1777, parents=True, exist_ok=True)
+        ensure_shared_dir(gateway.status_cache_dir)
         write_atomically(gateway.status_cache_dir / SITE_STATUS, json.dumps(asdict(status)), mode=0o644)
     except OSError:
         pass  # the schedd ad still gets the status

@@ -35,6 +35,7 @@ from typing import Optional
 
 import classad2
 
+from .atomicfile import ensure_shared_dir
 from .classads import parse_old_ad, router_print
 
 HOOKS_DIR = Path(__file__).resolve().parents[1] / "hooks"
@@ -420,5 +421,5 @@ def write_gateway_config(
     config.write_text("\n".join(lines) + "\n")
     for sub in ("log", "spool"):
         (directory / sub).mkdir(exist_ok=True)
-    (directory / "log" / "hpcpull").mkdir(mode=0o1777, exist_ok=True)  # HPCPULL_LOG's directory
+    ensure_shared_dir(directory / "log" / "hpcpull")  # HPCPULL_LOG's directory
     return config

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from .atomicfile import write_atomically
+from .atomicfile import ensure_shared_dir, write_atomically
 from .lrms.base import BatchJobStatus, LrmsError
 
 Refresh = Callable[[], "dict[str, BatchJobStatus]"]
@@ -123,7 +123,7 @@ class StatusCache:
 
     def store(self, snap: Snapshot) -> None:
         """Write ``snap`` where this process writes (the shared file for root/condor)."""
-        self.directory.mkdir(mode=0o1777, parents=True, exist_ok=True)
+        ensure_shared_dir(self.directory)
         self._write(snap)
 
     def _fresh(self, snap: Optional[Snapshot]) -> bool:
@@ -140,7 +140,7 @@ class StatusCache:
             assert current is not None
             return current
         try:
-            self.directory.mkdir(mode=0o1777, parents=True, exist_ok=True)
+            ensure_shared_dir(self.directory)
             lock = open(self.own_path.with_suffix(".lock"), "a+")
         except OSError as exc:
             # No usable cache directory: still correct, just one query per hook.

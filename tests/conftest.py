@@ -58,7 +58,8 @@ def make_gateway(tmp_path: Path, lrms: str, lrms_env: dict[str, str], route: str
     from hpcpull.routersim import RouterSim, hook_environment, write_gateway_config
 
     scratch = tmp_path / "scratch"
-    scratch.mkdir(mode=0o1777)
+    scratch.mkdir()
+    scratch.chmod(0o1777)  # as the admin makes it: hooks run as the job owners
     lrms_words = " ".join(
         f"{name}={lrms_env[name]}" for name in LRMS_ENVIRONMENT_NAMES if name in lrms_env
     )

@@ -194,3 +194,11 @@ def test_example_routes_back_off_from_black_holes():
     results = [classad2.ExprTree(test).eval(ad) for ad in (fast_failure, slow_failure, success, held)]
     assert results == [True, False, False, False]
     assert float(macros["FailureRateThreshold"]) > 0
+
+
+def test_a_route_clears_a_gateway_wide_knob_with_two_quotes():
+    # HTCondor reads "KNOB =" as unset (htcondor2.param.get gives None), so '""' means empty.
+    values = {"JOB_ROUTER_ROUTE_R": ROUTE, "HPCPULL_PARTITION": "short", "HPCPULL_ROUTE_R_PARTITION": '""',
+              "HPCPULL_LOG": '""'}
+    cfg = Config(values.get)
+    assert cfg.route("R").partition == "" and cfg.gateway().log_path is None
