@@ -8,6 +8,7 @@ every output line is checked by re-parsing it before anything is printed.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping, Union
 
 import classad2
@@ -21,8 +22,58 @@ Value = Union[None, bool, int, float, str, classad2.ExprTree]
 UNDEFINED = classad2.ExprTree("undefined")
 
 
+# The C++ ClassAd library unparses and frees expressions recursively, and parses a chain
+# of left-associative operators ("1 + 1 + ... + 1", "a.b.c...", "x[0][0]...") into a tree
+# as deep as the chain is long: printing one ~25,000 levels deep, or parsing one ~90,000
+# deep, overflows an 8 MB stack and the hook dies of SIGSEGV with nothing on stderr
+# (found by tests/reliability/test_fuzz_hooks.py).  The router prints ads with that same
+# code, so no real job has such an expression: a line with more operators than this is
+# malformed input.  Only lines longer than twice the limit can reach it.
+MAX_OPERATORS = 10_000
+_OPERATOR_CHARS = "-+*/%&|^<>=!?:~.["
+_OPERATOR = re.compile(r"[-+*/%&|^<>=!?:~.\[]+|\b(?:is|isnt)\b", re.IGNORECASE)
+# A string literal, or an unterminated one up to the end of the line: every match starts at
+# the first quote it meets and always succeeds, so the scan stays linear on hostile input.
+_NUMBER = re.compile(r"(?<![\w.])(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_STRING = re.compile(r'"(?:[^"\\]|\\.|\\$)*(?:"|$)', re.DOTALL)
+
+
 class MalformedInput(HpcPullError):
     """Hook stdin is not what condor_job_router sends."""
+
+
+def ad_lines(text: str) -> list[str]:
+    """The lines of an old-syntax ad as the router splits them: at "\\n" only.
+
+    Not str.splitlines(), which also splits at \\r, \\f, \\v, \\x1c-\\x1e, \\x85,
+    U+2028 and U+2029: the router prints those raw inside string values (an Arguments
+    or Environment with a form feed or a Unicode line separator is one line to it).
+    """
+    return text.split("\n")
+
+
+def operator_count(line: str) -> int:
+    """Operators outside string and number literals: an upper bound on the depth of a
+    left-nested chain (a flat list of a million reals has none)."""
+    return len(_OPERATOR.findall(_NUMBER.sub("0", _STRING.sub('""', line))))
+
+
+def too_deep(line: str) -> bool:
+    """Whether ``line`` may hold a chain of more than MAX_OPERATORS operators."""
+    if len(line) <= 2 * MAX_OPERATORS:
+        return False
+    lower = line.lower()
+    if sum(map(lower.count, _OPERATOR_CHARS)) + lower.count("is") <= MAX_OPERATORS:
+        return False  # quick (C-speed) upper bound: the scan below is only for the suspicious
+    return operator_count(line) > MAX_OPERATORS
+
+
+def _check_depth(text: str, what: str) -> None:
+    for number, line in enumerate(ad_lines(text), 1):
+        if too_deep(line):
+            raise MalformedInput(
+                f"{what} line {number} has more than {MAX_OPERATORS} operators, too deep to handle: "
+                f"{line[:80]!r}")
 
 
 def parse_old_ad(text: str, what: str = "job ad") -> classad2.ClassAd:
@@ -30,7 +81,7 @@ def parse_old_ad(text: str, what: str = "job ad") -> classad2.ClassAd:
     if "\x00" in text:
         raise MalformedInput(f"{what} contains a NUL byte")
     names = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(ad_lines(text), 1):
         if not line.strip():
             continue
         name, sep, _ = line.partition("=")
@@ -39,9 +90,10 @@ def parse_old_ad(text: str, what: str = "job ad") -> classad2.ClassAd:
         names.append(name.strip().lower())
     if not names:
         raise MalformedInput(f"{what} is empty")
+    _check_depth(text, what)
     ad = classad2.parseOne(text, _OLD)
     if len(ad) != len(set(names)):
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(ad_lines(text), 1):
             if line.strip() and len(classad2.parseOne(line + "\n", _OLD)) != 1:
                 raise MalformedInput(f"{what} line {number} does not parse: {line[:80]!r}")
         raise MalformedInput(f"{what} does not parse")
@@ -53,6 +105,7 @@ def parse_translate_input(text: str) -> tuple[classad2.ClassAd, classad2.ClassAd
     route_text, sep, job_text = text.partition(ROUTER_SEPARATOR)
     if not sep:
         raise MalformedInput("TRANSLATE input has no '------' line after the route ad")
+    _check_depth(route_text, "route ad")
     try:
         route = classad2.parseOne(route_text, classad2.ParserType.New)
     except Exception as exc:  # noqa: BLE001 - classad2 raises several types for bad syntax
@@ -88,7 +141,7 @@ def format_attributes(attributes: Mapping[str, Value]) -> str:
 def format_ad(ad: classad2.ClassAd) -> str:
     """Print a whole ad in old syntax, refusing anything the router could not read back."""
     text = ad.printOld()
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in ad_lines(text) if line.strip()]
     if len(lines) != len(ad):
         raise HpcPullError("refusing to print an ad with a multi-line value")
     parse_old_ad(text, "hook output")
@@ -97,7 +150,7 @@ def format_ad(ad: classad2.ClassAd) -> str:
 
 def router_print(ad: classad2.ClassAd) -> str:
     """An ad exactly as the router's ``sPrintAd`` writes it: sorted ``Name = expr`` lines."""
-    lines = [line for line in ad.printOld().splitlines() if line.strip()]
+    lines = [line for line in ad_lines(ad.printOld()) if line.strip()]
     return "".join(line + "\n" for line in sorted(lines, key=lambda s: s.split(" = ", 1)[0]))
 
 

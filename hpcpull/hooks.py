@@ -152,6 +152,17 @@ def _routed_job_dir(copy: classad2.ClassAd) -> Optional[jd.JobDir]:
     return jd.JobDir(path)
 
 
+def _own_job_dir(copy: classad2.ClassAd) -> Optional[jd.JobDir]:
+    """The job dir to clean up, or None: a job refused at routing has none, and a directory
+    that does not belong to the job (an edited HpcPullJobDir) is never touched."""
+    if string_attr(copy, "HpcPullRouteError"):
+        return None
+    try:
+        return _routed_job_dir(copy)
+    except HpcPullError:
+        return None
+
+
 def _read_exit_record(job: jd.JobDir) -> Optional[ExitRecord]:
     try:
         return ExitRecord.from_dict(json.loads(job.file(jd.EXIT_STATUS).read_text(encoding="utf-8")))
@@ -423,15 +434,17 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
         _event(config.gateway(), "HELD", copy, reason=rejected, owner=string_attr(copy, "Owner"))
         return _updates(hold_set(copy, hold, now), f"held: {rejected}")
     route, gateway = config.route(route_name), config.gateway()
-    job = _routed_job_dir(copy)
+    try:
+        job = _routed_job_dir(copy)
+        problem = f"job directory {string_attr(copy, 'HpcPullJobDir') or '(none)'} is missing"
+    except HpcPullError as exc:  # an edited HpcPullJobDir: never act on someone else's directory
+        job, problem = None, str(exc)
     batch = _batch(route, gateway)
     source_job_id = string_attr(copy, "RoutedFromJobId")
     if job is None or not job.control.is_dir():
         if status == REMOVED:
             return _updates({"Managed": "ScheddDone"})
-        return _updates(hold_set(copy, Hold(
-            f"hpcpull: job directory {string_attr(copy, 'HpcPullJobDir') or '(none)'} is missing",
-            0, holds.SUB_JOB_DIR_MISSING), now))
+        return _updates(hold_set(copy, Hold(f"hpcpull: {problem}", 0, holds.SUB_JOB_DIR_MISSING), now))
     with JobLock(job) as lock:
         if not lock.acquired:
             return HookResult()  # another hook is working on this job right now
@@ -566,7 +579,7 @@ def _held(copy: classad2.ClassAd, config: Config) -> HookResult:
     source_status = schedd.job_status(string_attr(copy, "RoutedFromJobId"))
     if source_status is None or source_status == HELD:
         return HookResult()  # still held, or the schedd cannot tell now: ask next poll
-    job = _routed_job_dir(copy) if not string_attr(copy, "HpcPullRouteError") else None
+    job = _own_job_dir(copy)
     if job is not None and job.control.is_dir():
         with JobLock(job) as lock:
             if not lock.acquired:
@@ -649,7 +662,7 @@ def cleanup(text: str, config: Config) -> HookResult:
     if not route_name or not config.is_hpcpull_route(route_name):
         return HookResult()
     route, gateway = config.route(route_name), config.gateway()
-    job = _routed_job_dir(copy) if not string_attr(copy, "HpcPullRouteError") else None
+    job = _own_job_dir(copy)
     messages = []
     kept: Optional[Path] = None
     cancelled_id: Optional[str] = None
@@ -821,7 +834,12 @@ _FAILED_EXIT = {"translate": 1, "update": 0, "finalize": 0, "cleanup": 1}
 
 
 def run_hook(name: str, hook: Callable[[str, Config], HookResult], stdin: bytes) -> tuple[str, int, list[str]]:
-    """Run one hook on raw stdin; returns (stdout, exit code, stderr lines)."""
+    """Run one hook on raw stdin; returns (stdout, exit code, stderr lines, each one printable line)."""
+    stdout, code, lines = _run_hook(name, hook, stdin)
+    return stdout, code, [one_stderr_line(line) for line in lines]
+
+
+def _run_hook(name: str, hook: Callable[[str, Config], HookResult], stdin: bytes) -> tuple[str, int, list[str]]:
     try:
         text = stdin.decode("utf-8")
         config = Config()
@@ -843,12 +861,19 @@ def run_hook(name: str, hook: Callable[[str, Config], HookResult], stdin: bytes)
     return result.stdout, result.exit_code, lines
 
 
+def one_stderr_line(text: str, limit: int = 2000) -> str:
+    """A message as one printable line of bounded length: job values (a 1 MB Owner, a CR in
+    a reason) must not flood or split the JobRouterLog line the router makes of it."""
+    flat = " ".join(text.replace("\0", " ").split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def _main(name: str, hook: Callable[[str, Config], HookResult]) -> int:
     stdout, code, lines = run_hook(name, hook, sys.stdin.buffer.read())
     sys.stdout.write(stdout)
     sys.stdout.flush()
     for line in lines:
-        print(line.replace("\n", " "), file=sys.stderr)
+        print(line, file=sys.stderr)
     return code
 
 

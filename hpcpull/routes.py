@@ -37,7 +37,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import classad2
 
-from .classads import parse_old_ad
+from .classads import ad_lines, parse_old_ad
 from .errors import HpcPullError
 
 ParamLookup = Callable[[str], Any]
@@ -792,7 +792,7 @@ def split_ads(text: str) -> list[str]:
     chunks: list[str] = []
     current: list[str] = []
     start = 0
-    lines = text.splitlines()
+    lines = ad_lines(text)  # at "\n" only, as HTCondor does: values may hold \r, U+2028, ...
     for number, line in enumerate(lines):
         if line.strip():
             if not current:
