@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -85,10 +86,13 @@ def batch_job_name(source_job_id: str, token: str, route: str = "") -> str:
     return f"hpcpull-{route}-{source_job_id}-{token}" if route else f"hpcpull-{source_job_id}-{token}"
 
 
+_BATCH_NAME = re.compile(r"hpcpull-([A-Za-z0-9_]+)-[0-9]+\.[0-9]+-[0-9a-f]+")
+
+
 def route_of_batch_job(name: str) -> Optional[str]:
     """The route in a batch job name (None for other jobs and names without a route)."""
-    parts = name.split("-")
-    return parts[1] if len(parts) == 4 and parts[0] == "hpcpull" and parts[1] else None
+    match = _BATCH_NAME.fullmatch(name)
+    return match.group(1) if match else None
 
 
 def _started_batch_id(job: JobDir) -> Optional[str]:
