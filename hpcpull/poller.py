@@ -122,10 +122,12 @@ def _carry_finished(previous: Optional[Snapshot], current: dict[str, BatchJobSta
         # an active job that vanished without accounting: leave it out; UPDATE asks alone
 
 
-def _count(jobs: dict[str, BatchJobStatus], counts: dict[str, dict[str, int]]) -> None:
+def _count(jobs: dict[str, BatchJobStatus], counts: dict[str, dict[str, int]],
+           routes: Optional[set[str]] = None) -> None:
+    """Waiting/running batch jobs per route (only ``routes``, when given: this gateway's)."""
     for status in jobs.values():
         route = route_of_batch_job(status.name) if _is_hpcpull_job(status) else None
-        if route is None:
+        if route is None or (routes is not None and route not in routes):
             continue
         slot = counts.setdefault(route, {"idle": 0, "running": 0})
         if status.state is BatchState.PENDING:
@@ -154,7 +156,7 @@ def poll_once(config: Config, now: Optional[float] = None) -> SiteStatus:
                 errors.append(f"{name} hides other users' jobs (e.g. PrivateData=jobs): each user's "
                               "hooks query their own jobs, one query per user per period")
                 continue
-            _refresh(batch, cache, status, now)
+            _refresh(batch, cache, status, now, {r.name for r in routes})
         except LrmsError as exc:
             # Stored as a failed snapshot: hooks take it as "no news" and do not hammer a
             # dead controller with their own queries during this period.
@@ -186,12 +188,12 @@ def _hides_jobs(batch: BatchSystem, previous: Optional[SiteStatus], status: Site
     return hides
 
 
-def _refresh(batch: BatchSystem, cache: StatusCache, status: SiteStatus, now: float) -> None:
+def _refresh(batch: BatchSystem, cache: StatusCache, status: SiteStatus, now: float, routes: set[str]) -> None:
     previous = cache.read_shared()
     jobs = batch.bulk_status()
     _carry_finished(previous, jobs, batch, now)
     cache.store(Snapshot(now, True, "", jobs))
-    _count(jobs, status.jobs)
+    _count(jobs, status.jobs, routes)
 
 
 def _save(gateway: GatewaySettings, status: SiteStatus) -> None:
