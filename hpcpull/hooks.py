@@ -670,7 +670,10 @@ def cleanup(text: str, config: Config) -> HookResult:
         with JobLock(job, wait=gateway.command_timeout_s) as lock:
             if not lock.acquired:
                 return HookResult(exit_code=1, messages=["job is busy in another hook; will retry"])
-            _cleaning_marker(job).touch()  # a killed CLEANUP is not run again: _finish_abandoned_cleanups
+            try:
+                _cleaning_marker(job).touch()  # a killed CLEANUP is not run again: _finish_abandoned_cleanups
+            except OSError:
+                pass
             if int_attr(copy, "JobStatus") == COMPLETED and not load_state(job).outputs_returned:
                 _finish_output_return(job, copy)
             try:
@@ -692,7 +695,10 @@ def cleanup(text: str, config: Config) -> HookResult:
                 job.path.parent.rmdir()  # the <ClusterId> directory, once its last proc is gone
             except OSError:
                 pass
-        _cleaning_marker(job).unlink(missing_ok=True)
+        try:
+            _cleaning_marker(job).unlink(missing_ok=True)
+        except OSError:
+            pass
         _finish_abandoned_cleanups(job.path.parent.parent, route, gateway)
     outcome = gateway_schedd(gateway.schedd_double).hand_back(_job_id(copy))
     _note(job if route.keep_job_dirs else None, "cleanup", outcome)
@@ -738,36 +744,46 @@ def _cleaning_marker(job: jd.JobDir) -> Path:
 
 def _finish_abandoned_cleanups(owner_root: Path, route: RouteSettings, gateway: GatewaySettings) -> None:
     """Finish the CLEANUPs of this owner that were killed: the router counts a CLEANUP killed
-    by a signal as done (CleanupClient::hookExited: WIFSIGNALED) and never runs it again."""
+    by a signal as done (CleanupClient::hookExited: WIFSIGNALED) and never runs it again.
+    Best effort: another job's leftovers never make this hook fail."""
     markers = owner_root / CLEANING_DIR
-    if not markers.is_dir():
+    try:
+        leftovers = list(markers.iterdir()) if markers.is_dir() else []
+    except OSError:
         return
-    for marker in markers.iterdir():
-        cluster, _, proc = marker.name.partition(".")
-        if not (cluster.isdigit() and proc.isdigit()):
-            continue
-        job = jd.JobDir(owner_root / cluster / proc)
-        if job.control.is_dir():
-            with JobLock(job) as lock:
-                if not lock.acquired:
-                    continue  # its CLEANUP is running right now
-                state = load_state(job)
-                if state.cleaned and time.time() - marker.stat().st_mtime < 60:
-                    continue  # its CLEANUP may be removing the directory right now
-                try:
-                    _cancel_if_alive(job, _batch(route, gateway), f"{cluster}.{proc}")
-                except LrmsError:
-                    continue
-                state.cleaned = True
-                save_state(job, state)
-            _note(job, "cleanup", "finished a CLEANUP that was killed")
-            if not route.keep_job_dirs:
-                shutil.rmtree(job.path, ignore_errors=True)
-                try:
-                    job.path.parent.rmdir()
-                except OSError:
-                    pass
-        marker.unlink(missing_ok=True)
+    for marker in leftovers:
+        try:
+            _finish_abandoned_cleanup(marker, owner_root, route, gateway)
+        except (OSError, HpcPullError):
+            continue  # tried again by the owner's next TRANSLATE or CLEANUP
+
+
+def _finish_abandoned_cleanup(marker: Path, owner_root: Path, route: RouteSettings, gateway: GatewaySettings) -> None:
+    cluster, _, proc = marker.name.partition(".")
+    if not (cluster.isdigit() and proc.isdigit()):
+        return
+    job = jd.JobDir(owner_root / cluster / proc)
+    if job.control.is_dir():
+        with JobLock(job) as lock:
+            if not lock.acquired:
+                return  # its CLEANUP is running right now
+            state = load_state(job)
+            if state.cleaned and time.time() - marker.stat().st_mtime < 60:
+                return  # its CLEANUP may be removing the directory right now
+            try:
+                _cancel_if_alive(job, _batch(route, gateway), f"{cluster}.{proc}")
+            except LrmsError:
+                return
+            state.cleaned = True
+            save_state(job, state)
+        _note(job, "cleanup", "finished a CLEANUP that was killed")
+        if not route.keep_job_dirs:
+            shutil.rmtree(job.path, ignore_errors=True)
+            try:
+                job.path.parent.rmdir()
+            except OSError:
+                pass
+    marker.unlink(missing_ok=True)
 
 
 def failed_reason(copy: classad2.ClassAd) -> str:
