@@ -11,7 +11,6 @@ whenever the source's modification time changes.  Its content is never logged.
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ def credentials_of(ad: Any) -> list[Credential]:
 
 def _copy_private(source: Path, target: Path) -> None:
     """Copy ``source`` to ``target`` as a 0600 file, atomically, keeping its mtime."""
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    tmp = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
     src_fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
     try:
         st = os.fstat(src_fd)

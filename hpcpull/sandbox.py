@@ -17,7 +17,6 @@ import errno
 import fcntl
 import json
 import os
-import secrets
 import shutil
 import stat
 import tempfile
@@ -381,7 +380,7 @@ def _swap_into_place(staging: Path, final: Path) -> None:
     """
     old = None
     if os.path.lexists(final):
-        old = final.with_name(f"{final.name}.old-{secrets.token_hex(4)}")
+        old = final.with_name(f"{final.name}.old-{os.urandom(4).hex()}")
         os.rename(final, old)
     os.rename(staging, final)
     if old is not None:
@@ -581,7 +580,7 @@ class _OutputTransfer:
         """Hard-link or copy sandbox file ``name`` to a temporary name, then rename it onto
         ``dest``: a reader never sees a half-written file."""
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".hpcpull-{secrets.token_hex(6)}.tmp")
+        tmp = dest.with_name(f".hpcpull-{os.urandom(6).hex()}.tmp")
         try:
             if not (self.link and self._link(parent_fd, name, tmp)):
                 src_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,

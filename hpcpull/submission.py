@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import re
-import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -127,7 +127,7 @@ def submit_once(job: JobDir, batch: BatchSystem, script: Path, source_job_id: st
     if recover(job, state, batch, source_job_id):
         assert state.batch_job_id is not None
         return state.batch_job_id
-    state.token = secrets.token_hex(6)
+    state.token = os.urandom(6).hex()
     state.job_name = batch_job_name(source_job_id, state.token, route)
     state.submitted_at = time.time()
     save_state(job, state)  # recorded *before* submitting: see the module docstring
