@@ -38,6 +38,11 @@ _NUMBER = re.compile(r"(?<![\w.])(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _STRING = re.compile(r'"(?:[^"\\]|\\.|\\$)*(?:"|$)', re.DOTALL)
 
 
+# What ClassAd text may have around its lines: ASCII blanks only (str.strip() would also
+# drop U+00A0 and other Unicode spaces, which the ClassAd parser does not accept).
+_BLANK = " \t\r\f\v"
+
+
 class MalformedInput(HpcPullError):
     """Hook stdin is not what condor_job_router sends."""
 
@@ -82,7 +87,7 @@ def parse_old_ad(text: str, what: str = "job ad") -> classad2.ClassAd:
         raise MalformedInput(f"{what} contains a NUL byte")
     names = []
     for number, line in enumerate(ad_lines(text), 1):
-        if not line.strip():
+        if not line.strip(_BLANK):
             continue
         name, sep, _ = line.partition("=")
         if not sep or not name.strip():
@@ -91,13 +96,23 @@ def parse_old_ad(text: str, what: str = "job ad") -> classad2.ClassAd:
     if not names:
         raise MalformedInput(f"{what} is empty")
     _check_depth(text, what)
-    ad = classad2.parseOne(text, _OLD)
-    if len(ad) != len(set(names)):
+    try:
+        ad = classad2.parseOne(text, _OLD)
+    except ValueError:  # classad2: "Unable to parse input stream into a ClassAd"
+        ad = None
+    if ad is None or len(ad) != len(set(names)):
         for number, line in enumerate(ad_lines(text), 1):
-            if line.strip() and len(classad2.parseOne(line + "\n", _OLD)) != 1:
+            if line.strip(_BLANK) and not _one_attribute(line):
                 raise MalformedInput(f"{what} line {number} does not parse: {line[:80]!r}")
         raise MalformedInput(f"{what} does not parse")
     return ad
+
+
+def _one_attribute(line: str) -> bool:
+    try:
+        return len(classad2.parseOne(line + "\n", _OLD)) == 1
+    except ValueError:
+        return False
 
 
 def parse_translate_input(text: str) -> tuple[classad2.ClassAd, classad2.ClassAd]:

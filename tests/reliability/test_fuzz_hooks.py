@@ -548,7 +548,7 @@ def router_reads(stdout: str) -> classad2.ClassAd:
 
 def _router_could_write(ad_text: str) -> bool:
     """An old-syntax ad as the router writes one: "\\n"-separated lines, each one ``Name = expr``."""
-    lines = [line for line in ad_text.split("\n") if line.strip()]
+    lines = [line for line in ad_text.split("\n") if line.strip(" \t\r\f\v")]  # ASCII blanks, as ClassAds
     if any(too_deep(line) for line in lines):
         return False  # the router's own unparser overflows its stack long before (classads.py)
     return bool(lines) and "\x00" not in ad_text and all(
