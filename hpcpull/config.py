@@ -65,6 +65,7 @@ GLOBAL_KNOBS: dict[str, str] = {
     "LRMS_ENVIRONMENT": "",
     "SCHEDD_DOUBLE": "",
     "ALLOW_ROOT": "false",
+    "DEBUG": "",
     "LOG": "/var/log/condor/hpcpull/HpcPullLog",
     "MAX_LOG": "10000000",
 }
@@ -139,6 +140,17 @@ def _as_limit(name: str, raw: str, duration: bool = False) -> Optional[int]:
 
 def _as_words(raw: str) -> tuple[str, ...]:
     return tuple(w for w in re.split(r"[\s,]+", raw) if w)
+
+
+DEBUG_LEVELS = ("D_ALWAYS", "D_FULLDEBUG")
+
+
+def _as_debug_levels(raw: str) -> tuple[str, ...]:
+    levels = tuple(w.upper() for w in _as_words(raw))
+    unknown = [w for w in levels if w not in DEBUG_LEVELS]
+    if unknown:
+        raise ConfigError(f"HPCPULL_DEBUG = {raw!r}: unknown level {unknown[0]} (known: {', '.join(DEBUG_LEVELS)})")
+    return levels
 
 
 def _as_path(name: str, raw: str) -> Path:
@@ -228,6 +240,7 @@ class GatewaySettings:
     schedd_double: str = ""
     log_path: Optional[Path] = None  # HPCPULL_LOG (eventlog.py); None: no gateway log
     allow_root: bool = False         # hooks refuse to run as root unless this is set
+    debug: tuple[str, ...] = ()      # HPCPULL_DEBUG levels, e.g. ("D_FULLDEBUG",)
     max_log_bytes: int = 10_000_000
 
 
@@ -268,6 +281,7 @@ class Config:
             log_path=_as_path("HPCPULL_LOG", self.global_knob("LOG")) if self.global_knob("LOG") else None,
             max_log_bytes=int(_as_float("HPCPULL_MAX_LOG", self.global_knob("MAX_LOG"))),
             allow_root=_as_bool("HPCPULL_ALLOW_ROOT", self.global_knob("ALLOW_ROOT")),
+            debug=_as_debug_levels(self.global_knob("DEBUG")),
         )
 
     def is_hpcpull_route(self, route: str) -> bool:

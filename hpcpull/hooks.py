@@ -885,12 +885,32 @@ def one_stderr_line(text: str, limit: int = 2000) -> str:
 
 
 def _main(name: str, hook: Callable[[str, Config], HookResult]) -> int:
-    stdout, code, lines = run_hook(name, hook, sys.stdin.buffer.read())
+    started = time.monotonic()
+    stdin = sys.stdin.buffer.read()
+    stdout, code, lines = run_hook(name, hook, stdin)
     sys.stdout.write(stdout)
     sys.stdout.flush()
     for line in lines:
         print(line, file=sys.stderr)
+    _debug_call(name, stdin, stdout, code, lines, time.monotonic() - started)
     return code
+
+
+def _debug_call(name: str, stdin: bytes, stdout: str, code: int, lines: list[str], seconds: float) -> None:
+    """With HPCPULL_DEBUG = D_FULLDEBUG: one CALL line per hook run (never its content)."""
+    try:
+        gateway = Config().gateway()
+    except HpcPullError:
+        return
+    if "D_FULLDEBUG" not in gateway.debug:
+        return
+    from .eventlog import write_event
+
+    job = re.search(rb"^(?:RoutedFromJobId|GlobalJobId) = \"([^\"\n]{0,200})\"$", stdin, re.M)
+    write_event(gateway.log_path, gateway.max_log_bytes, "CALL", hook=name,
+                job=job.group(1).decode("utf-8", "replace") if job else None, rc=code,
+                ms=round(seconds * 1000), stdin_bytes=len(stdin), stdout_bytes=len(stdout),
+                stderr=lines[0] if lines else None)
 
 
 def main_translate() -> int:

@@ -48,3 +48,21 @@ def test_hook_io_is_recorded_when_asked(gateway: Any, tmp_path: Path) -> None:
     last_update = [c for c in gateway.calls if c.hook == "update"][-1]
     assert (io / "update.stdin").read_text() == last_update.stdin
     assert (io / "finalize.stdin").exists() and (io / "cleanup.stdin").exists()
+
+
+def test_full_debug_logs_one_call_line_per_hook_run(gateway: Any, tmp_path: Path) -> None:
+    log = gateway.workdir / "log" / "hpcpull" / "HpcPullLog"
+    source = gateway.submit(make_job(tmp_path / "quiet", "true\n"))
+    gateway.route(source, "Slurm")
+    gateway.run_until(finished(gateway, source), timeout=90)
+    assert " CALL " not in log.read_text(), "decisions only by default"
+    with open(gateway.config_path, "a") as config:
+        config.write("HPCPULL_DEBUG = D_FULLDEBUG\n")
+    calls_before = len(gateway.calls)
+    source = gateway.submit(make_job(tmp_path / "loud", "true\n"))
+    gateway.route(source, "Slurm")
+    gateway.run_until(finished(gateway, source), timeout=90)
+    call_lines = [line for line in log.read_text().splitlines() if " CALL " in line]
+    assert len(call_lines) == len(gateway.calls) - calls_before
+    assert {line.split("hook=")[1].split()[0] for line in call_lines} == {"translate", "update", "finalize", "cleanup"}
+    assert all(" rc=0 " in line and " ms=" in line for line in call_lines)
