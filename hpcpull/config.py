@@ -249,6 +249,10 @@ class Config:
 
     def __init__(self, lookup: ParamLookup = _htcondor_param) -> None:
         self._lookup = lookup
+        # One hook run asks for the same settings several times (root check, the hook,
+        # the log, hook I/O); each build is dozens of param lookups: build each once.
+        self._gateway: Optional[GatewaySettings] = None
+        self._routes: dict[str, RouteSettings] = {}
 
     def _raw(self, name: str, default: str) -> str:
         value = self._lookup(name)
@@ -268,6 +272,11 @@ class Config:
         return tuple(n for n in re.split(r"[\s,]+", names) if n)
 
     def gateway(self) -> GatewaySettings:
+        if self._gateway is None:
+            self._gateway = self._read_gateway()
+        return self._gateway
+
+    def _read_gateway(self) -> GatewaySettings:
         return GatewaySettings(
             route_names=self._route_names(),
             status_max_age_s=_as_float("HPCPULL_STATUS_MAX_AGE", self.global_knob("STATUS_MAX_AGE"), 1.0),
@@ -292,6 +301,11 @@ class Config:
         return self._lookup(f"JOB_ROUTER_ROUTE_{route}") is not None
 
     def route(self, route: str) -> RouteSettings:
+        if route not in self._routes:
+            self._routes[route] = self._read_route(route)
+        return self._routes[route]
+
+    def _read_route(self, route: str) -> RouteSettings:
         if not _ROUTE_NAME.match(route):
             raise ConfigError(f"route name {route!r} must be letters, digits and _")
         if not self.route_exists(route):

@@ -562,7 +562,7 @@ def _undo_routing(job: jd.JobDir, state: SubmissionState, copy: classad2.ClassAd
     reason = (f"hpcpull: batch job {state.batch_job_id} waited {waited} s in {batch.name} "
               f"(route {route.name} gives jobs back after {route.max_idle_s} s)")
     _note(job, "update", reason)
-    shutil.rmtree(job.path, ignore_errors=True)
+    _remove_job_dir(job)
     outcome = schedd.remove(_job_id(copy), reason)
     _event(gateway, "UNDONE", copy, batch_job=state.batch_job_id, waited_s=waited, outcome=outcome)
     return HookResult(messages=[f"gave job {string_attr(copy, 'RoutedFromJobId')} back: {reason}"])
@@ -591,9 +591,10 @@ def _held(copy: classad2.ClassAd, config: Config) -> HookResult:
             state = load_state(job)
             state.cleaned = True
             save_state(job, state)
-        if route.keep_failed_jobs and failed_reason(copy):
-            _keep_failed(job, failed_reason(copy))
-        shutil.rmtree(job.path, ignore_errors=True)
+        failure = failed_reason(copy)
+        if route.keep_failed_jobs and failure:
+            _keep_failed(job, failure)
+        _remove_job_dir(job)
     outcome = schedd.remove(_job_id(copy), "hpcpull: the source job was released; it is routed again")
     _event(gateway, "RELEASED", copy, outcome=outcome)
     return HookResult()
@@ -687,14 +688,11 @@ def cleanup(text: str, config: Config) -> HookResult:
             state.cleaned = True
             save_state(job, state)
             _note(job, "cleanup", f"cancelled batch job {cancelled}" if cancelled else "nothing to cancel")
-        if route.keep_failed_jobs and not route.keep_job_dirs and failed_reason(copy):
-            kept = _keep_failed(job, failed_reason(copy))
+        failure = failed_reason(copy)
+        if route.keep_failed_jobs and not route.keep_job_dirs and failure:
+            kept = _keep_failed(job, failure)
         if not route.keep_job_dirs:
-            shutil.rmtree(job.path, ignore_errors=True)
-            try:
-                job.path.parent.rmdir()  # the <ClusterId> directory, once its last proc is gone
-            except OSError:
-                pass
+            _remove_job_dir(job)
         try:
             _cleaning_marker(job).unlink(missing_ok=True)
         except OSError:
@@ -778,11 +776,7 @@ def _finish_abandoned_cleanup(marker: Path, owner_root: Path, route: RouteSettin
             save_state(job, state)
         _note(job, "cleanup", "finished a CLEANUP that was killed")
         if not route.keep_job_dirs:
-            shutil.rmtree(job.path, ignore_errors=True)
-            try:
-                job.path.parent.rmdir()
-            except OSError:
-                pass
+            _remove_job_dir(job)
     marker.unlink(missing_ok=True)
 
 
@@ -798,6 +792,15 @@ def failed_reason(copy: classad2.ClassAd) -> str:
         if string_attr(copy, attr):
             return f"held: {string_attr(copy, attr)}"
     return ""
+
+
+def _remove_job_dir(job: jd.JobDir) -> None:
+    """Remove a job directory, and its <ClusterId> directory once its last proc is gone."""
+    shutil.rmtree(job.path, ignore_errors=True)
+    try:
+        job.path.parent.rmdir()
+    except OSError:
+        pass
 
 
 def _keep_failed(job: jd.JobDir, reason: str) -> Optional[Path]:
@@ -849,16 +852,17 @@ _MALFORMED_EXIT = {"translate": 2, "update": 0, "finalize": 0, "cleanup": 0}
 _FAILED_EXIT = {"translate": 1, "update": 0, "finalize": 0, "cleanup": 1}
 
 
-def run_hook(name: str, hook: Callable[[str, Config], HookResult], stdin: bytes) -> tuple[str, int, list[str]]:
+def run_hook(name: str, hook: Callable[[str, Config], HookResult], stdin: bytes,
+             config: Optional[Config] = None) -> tuple[str, int, list[str]]:
     """Run one hook on raw stdin; returns (stdout, exit code, stderr lines, each one printable line)."""
-    stdout, code, lines = _run_hook(name, hook, stdin)
+    stdout, code, lines = _run_hook(name, hook, stdin, config or Config())
     return stdout, code, [one_stderr_line(line) for line in lines]
 
 
-def _run_hook(name: str, hook: Callable[[str, Config], HookResult], stdin: bytes) -> tuple[str, int, list[str]]:
+def _run_hook(name: str, hook: Callable[[str, Config], HookResult], stdin: bytes,
+              config: Config) -> tuple[str, int, list[str]]:
     try:
         text = stdin.decode("utf-8")
-        config = Config()
         if os.geteuid() == 0 and not config.gateway().allow_root:
             return "", _FAILED_EXIT[name] or 1, [
                 f"hpcpull {name}: refusing to run as root (hooks run as the job owner; "
@@ -887,19 +891,21 @@ def one_stderr_line(text: str, limit: int = 2000) -> str:
 def _main(name: str, hook: Callable[[str, Config], HookResult]) -> int:
     started = time.monotonic()
     stdin = sys.stdin.buffer.read()
-    stdout, code, lines = run_hook(name, hook, stdin)
+    config = Config()
+    stdout, code, lines = run_hook(name, hook, stdin, config)
     sys.stdout.write(stdout)
     sys.stdout.flush()
     for line in lines:
         print(line, file=sys.stderr)
-    _debug_call(name, stdin, stdout, code, lines, time.monotonic() - started)
+    _debug_call(config, name, stdin, stdout, code, lines, time.monotonic() - started)
     return code
 
 
-def _debug_call(name: str, stdin: bytes, stdout: str, code: int, lines: list[str], seconds: float) -> None:
+def _debug_call(config: Config, name: str, stdin: bytes, stdout: str, code: int, lines: list[str],
+                seconds: float) -> None:
     """With HPCPULL_DEBUG = D_FULLDEBUG: one CALL line per hook run (never its content)."""
     try:
-        gateway = Config().gateway()
+        gateway = config.gateway()
     except HpcPullError:
         return
     if "D_FULLDEBUG" not in gateway.debug:
