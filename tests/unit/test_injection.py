@@ -24,7 +24,7 @@ from hpcpull.errors import JobRejected
 from hpcpull.launch import parse_launcher
 from hpcpull.payload import join_v2
 from hpcpull.render import render_batch_script
-from tests.unit.test_render import JOB_DIR, decode_words, simple_ad
+from tests.unit.test_render import JOB_DIR, exec_words, simple_ad
 
 EXAMPLES = int(os.environ.get("HPCPULL_INJECTION_EXAMPLES", "1000"))
 DIRECTIVE_PREFIX = {"slurm": "#SBATCH", "pbs": "#PBS", "pbspro": "#PBS", "sge": "#$", "lsf": "#BSUB"}
@@ -57,9 +57,7 @@ def directive_lines(script: str, lrms: str) -> list[str]:
 
 
 def payload_words(script: str) -> list[str]:
-    lines = [line for line in script.split("\n") if line.startswith("    -- ")]
-    assert len(lines) == 1
-    return decode_words(lines[0][len("    -- "):])
+    return exec_words(script)
 
 
 @pytest.mark.parametrize("lrms", SUPPORTED_LRMS)

@@ -100,10 +100,12 @@ def sbatch_lines(script: str) -> list[str]:
 
 
 def exec_words(script: str) -> list[str]:
-    """The payload's argv, decoded from the last line of the exec command."""
-    lines = [line for line in script.split("\n") if line.startswith("    -- ")]
-    assert len(lines) == 1
-    return decode_words(lines[0][len("    -- "):])
+    """The payload's argv, decoded from the last line of the exec command (the one after
+    ``--status``: another line may start with "    -- " too, e.g. an Owner of "--")."""
+    lines = script.split("\n")
+    status = [i for i, line in enumerate(lines) if line == "    --status .hpcpull/exit_status \\"]
+    assert len(status) == 1 and lines[status[0] + 1].startswith("    -- ")
+    return decode_words(lines[status[0] + 1][len("    -- "):])
 
 
 def decode_words(text: str) -> list[str]:
