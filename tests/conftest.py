@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 # Fixtures that start the other real batch systems (and the labelled fake LSF).
-pytest_plugins = ["tests.plugins.torque", "tests.plugins.sge", "tests.plugins.lsf"]
+pytest_plugins = ["tests.plugins.torque", "tests.plugins.sge", "tests.plugins.lsf", "tests.plugins.condor"]
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -28,7 +28,14 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     """
     if not shutil.which("slurmctld"):
         pytest.skip("Slurm is not installed (run scripts/setup-machine.sh)")
-    cluster_dir = tmp_path_factory.mktemp("slurm")
+    # Job owners of a real HTCondor pool run Slurm's commands too: as root, the cluster
+    # lives in a directory every user can traverse (pytest's own tmp dirs are root's alone).
+    if os.geteuid() == 0:
+        from hpcpull.testing.personal_pool import world_readable_dir
+
+        cluster_dir = world_readable_dir("hpcpull-slurm-") / "slurm"
+    else:
+        cluster_dir = tmp_path_factory.mktemp("slurm")
     port = 20000 + random.randrange(4000) * 4
     env = dict(os.environ, SLURM_TEST_ACCT="jobcomp")
     try:
@@ -39,6 +46,8 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         yield dict(os.environ, SLURM_CONF=str(cluster_dir / "slurm.conf"))
     finally:
         subprocess.run([str(SCRIPTS / "private-slurm-stop.sh"), str(cluster_dir)], timeout=120)
+        if os.geteuid() == 0:
+            shutil.rmtree(cluster_dir.parent, ignore_errors=True)
 
 
 ROUTE_BODY = "REQUIREMENTS WantHpc =?= true\nUNIVERSE VANILLA\nSET Requirements false"
