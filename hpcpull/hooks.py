@@ -56,6 +56,7 @@ from .jobstate import (
     HELD,
     IDLE,
     REMOVED,
+    RUNNING,
     ExitRecord,
     Hold,
     Observation,
@@ -65,9 +66,17 @@ from .jobstate import (
 )
 from .lrms import get_batch_system
 from .lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
-from .schedd import gateway_schedd
+from .schedd import ScheddUnreachable, gateway_schedd
 from .status_cache import StatusCache
-from .submission import JobLock, SubmissionState, load_state, recover, save_state, submit_once
+from .submission import (
+    JobLock,
+    SubmissionState,
+    load_state,
+    recover,
+    route_of_batch_job,
+    save_state,
+    submit_once,
+)
 
 # Source bookkeeping that must not leak into a (re-)routed copy (recipe pitfall 9).
 DROP_FROM_ROUTED = {
@@ -309,16 +318,19 @@ def translate(text: str, config: Config) -> HookResult:
 
         request = resource_request(source, route)
         _finish_abandoned_cleanups(job.path.parent.parent, route, config.gateway())
-        _prepare_job_dir(source, route, job, _spool_dir())
+        adopted = _adopt_parked(job, source, route, config.gateway())
+        if not adopted:
+            _prepare_job_dir(source, route, job, _spool_dir())
         routed["HpcPullJobDir"] = str(job.path)
         routed["HpcPullScript"] = str(job.file(jd.BATCH_SCRIPT))
         if request.partition:
             routed["HpcPullPartition"] = request.partition
         if request.walltime_s:
             routed["HpcPullWalltime"] = request.walltime_s
-        _note(job, "translate", f"route {route.name}: staged sandbox and rendered {jd.BATCH_SCRIPT}")
+        _note(job, "translate", f"route {route.name}: routed again; it keeps its batch job {adopted}" if adopted
+              else f"route {route.name}: staged sandbox and rendered {jd.BATCH_SCRIPT}")
         _event(config.gateway(), "ROUTED", routed, job_dir=job.path, owner=owner,
-               submitter=string_attr(source, "SubmitterId"))
+               submitter=string_attr(source, "SubmitterId"), adopted=adopted or None)
     except JobRejected as rejected:
         # The job itself is at fault: route it anyway so UPDATE holds it with this reason
         # (a failing TRANSLATE would only leave it idle and retried forever).
@@ -330,6 +342,40 @@ def translate(text: str, config: Config) -> HookResult:
         messages.append(f"job {_job_id(source)} will be held: {rejected.reason}")
         _event(config.gateway(), "REFUSED", routed, reason=rejected.reason, owner=string_attr(source, "Owner"))
     return HookResult(format_ad(routed), 0, messages)
+
+
+def _adopt_parked(job: jd.JobDir, source: classad2.ClassAd, route: RouteSettings,
+                  gateway: GatewaySettings) -> Optional[str]:
+    """The job is routed again after CLEANUP parked it (see _cleanup_verdict): keep its job
+    directory and its batch job -- running, or ended with its exit_status -- so that it runs
+    once.  Returns the adopted batch job's id (or token), None if there is nothing to adopt."""
+    if not job.control.is_dir():
+        return None
+    with JobLock(job, wait=gateway.command_timeout_s) as lock:
+        if not lock.acquired:
+            raise ConfigError(f"job directory {job.path} is busy in another hook")
+        state = load_state(job)
+        if not state.parked:
+            return None
+        try:
+            saved = parse_old_ad(job.file(jd.JOB_AD).read_text(encoding="utf-8"), "saved job ad")
+            same_job = string_attr(saved, "GlobalJobId") == string_attr(source, "GlobalJobId")
+        except (OSError, MalformedInput):
+            same_job = False
+        if not same_job or route_of_batch_job(state.job_name or "") != route.name:
+            # Another job with this id, or another route now: the parked batch job is stale.
+            try:
+                _cancel_if_alive(job, _batch(route, gateway), _job_id(source))
+            except LrmsError as exc:
+                raise ConfigError(f"cannot cancel the stale batch job of {job.path} yet: {exc}") from None
+            state.parked, state.cleaned = False, True
+            save_state(job, state)
+            _parked_marker(job).unlink(missing_ok=True)
+            return None
+        state.parked = False
+        save_state(job, state)
+    _parked_marker(job).unlink(missing_ok=True)
+    return state.batch_job_id or state.token or "(being submitted)"
 
 
 def _spool_dir() -> str:
@@ -450,10 +496,13 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
             return HookResult()  # another hook is working on this job right now
         state = load_state(job)
         if state.cleaned:
-            return HookResult()
+            return _updates({"Managed": "ScheddDone"}) if status == REMOVED else HookResult()
         if status == REMOVED:
             # Someone removed the copy: stop the batch job and let the copy leave the queue.
             cancelled = _cancel_if_alive(job, batch, source_job_id)
+            state = load_state(job)
+            state.cleaned = True  # nothing left to keep for a re-route (CLEANUP removes the dir)
+            save_state(job, state)
             _note(job, "update", f"copy removed; cancelled batch job {cancelled}" if cancelled else "copy removed")
             _event(gateway, "REMOVED", copy, cancelled=cancelled)
             return _updates({"Managed": "ScheddDone"})
@@ -490,12 +539,40 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
     updates = transition(copy, seen, now)
     if state.batch_job_id and state.batch_job_id != string_attr(copy, "HpcPullBatchJobId"):
         updates["HpcPullBatchJobId"] = state.batch_job_id
+    updates.update(_fast_path_attributes(copy, state, seen, route, gateway, now))
     if "JobStatus" in updates:
         _note(job, "update", f"JobStatus {status} -> {updates['JobStatus']}"
               + (f": {seen.hold.reason}" if seen.hold else ""))
         _event(gateway, "STATUS", copy, batch_job=state.batch_job_id, status=f"{status}->{updates['JobStatus']}",
                reason=seen.hold.reason if seen.hold else None)
     return _updates(updates)
+
+
+def _fast_path_attributes(copy: classad2.ClassAd, state: SubmissionState, seen: Observation,
+                          route: RouteSettings, gateway: GatewaySettings, now: float) -> dict[str, Value]:
+    """What the shell front end of UPDATE (hooks/hpcpull-update) needs in the routed ad to
+    answer the next polls by itself: the poller's status index, if no other user can write
+    it, and when this hook must look again anyway.  Printed only when they change."""
+    from . import fast_index
+    from .credentials import credentials_of
+    from .status_cache import service_uids
+
+    index: Optional[str] = None
+    if gateway.fast_update and state.batch_job_id and fast_index.INDEXABLE_ID.match(state.batch_job_id):
+        directory = fast_index.index_dir(gateway.status_cache_dir, route.lrms)
+        if fast_index.trusted(directory, service_uids()):
+            index = str(directory)
+    idle_deadline = None
+    if seen.phase is not Phase.RUNNING and route.max_idle_s is not None and state.submitted_at:
+        idle_deadline = state.submitted_at + route.max_idle_s
+    current_check = int(number_attr(copy, "HpcPullFullCheckAt"))
+    check_at = fast_index.full_check_at(current_check, now, idle_deadline, bool(credentials_of(copy)))
+    updates: dict[str, Value] = {}
+    if index != (string_attr(copy, "HpcPullFastIndex") or None):
+        updates["HpcPullFastIndex"] = index if index else classad2.ExprTree("undefined")
+    if index and (check_at != current_check or "HpcPullFullCheckAt" not in copy):
+        updates["HpcPullFullCheckAt"] = check_at
+    return updates
 
 
 def _throttled(route: RouteSettings, gateway: GatewaySettings, batch: BatchSystem) -> str:
@@ -671,6 +748,9 @@ def cleanup(text: str, config: Config) -> HookResult:
         with JobLock(job, wait=gateway.command_timeout_s) as lock:
             if not lock.acquired:
                 return HookResult(exit_code=1, messages=["job is busy in another hook; will retry"])
+            verdict = _cleanup_verdict(copy, load_state(job), gateway)
+            if verdict != CLEAN:
+                return _park(job, copy, gateway, verdict)
             try:
                 _cleaning_marker(job).touch()  # a killed CLEANUP is not run again: _finish_abandoned_cleanups
             except OSError:
@@ -703,6 +783,94 @@ def cleanup(text: str, config: Config) -> HookResult:
     _event(gateway, "CLEANED", copy, outcome=outcome, kept=kept, cancelled=cancelled_id)
     messages.append(outcome)
     return HookResult(messages=messages)
+
+
+CLEAN, PARK = "clean", "park"
+
+
+def _cleanup_verdict(copy: classad2.ClassAd, state: SubmissionState, gateway: GatewaySettings) -> str:
+    """CLEAN (cancel what is left, remove the job dir), PARK, or why CLEANUP must wait.
+
+    The router runs CLEANUP when a job is over (FINALIZE done, the job removed or held by
+    its user) and also when it gives the job back to be routed again after a failure of
+    its own: an UPDATE whose output it could not push to a schedd that was down or
+    restarting, or a failed FINALIZE (JobRouter.cpp: GracefullyRemoveJob, RerouteJob; the
+    yield leaves the source job idle).  In that second case the source job is still idle or
+    running in the queue, and its batch job -- alive, or ended with its exit_status -- is
+    the job's one run: PARK keeps both for the re-route to adopt, so the job never runs
+    twice.  Only the schedd can tell the cases apart; while it cannot answer, CLEANUP waits
+    (exit 1: the router runs it again every poll, and its own yield fails meanwhile too).
+    """
+    if state.cleaned or state.outputs_returned or not (state.batch_job_id or state.token):
+        return CLEAN
+    try:
+        status = gateway_schedd(gateway.schedd_double).source_status(string_attr(copy, "RoutedFromJobId"))
+    except ScheddUnreachable as exc:
+        return f"the schedd cannot tell whether job {string_attr(copy, 'RoutedFromJobId')} is still wanted ({exc})"
+    return PARK if status in (IDLE, RUNNING) else CLEAN
+
+
+def _park(job: jd.JobDir, copy: classad2.ClassAd, gateway: GatewaySettings, verdict: str) -> HookResult:
+    """Keep the job dir and batch job for the job's re-route (PARK), or wait (any other
+    verdict: its reason).  Caller holds the job lock."""
+    if verdict != PARK:
+        _note(job, "cleanup", f"waiting: {verdict}")
+        return HookResult(exit_code=1, messages=[f"waiting: {verdict}"])
+    state = load_state(job)
+    if not state.parked:
+        state.parked = True
+        save_state(job, state)
+        _parked_marker(job).touch()
+        _note(job, "cleanup", f"the router gives job {string_attr(copy, 'RoutedFromJobId')} back to be routed "
+              f"again: batch job {state.batch_job_id} is kept for it")
+        _event(gateway, "PARKED", copy, batch_job=state.batch_job_id)
+    outcome = gateway_schedd(gateway.schedd_double).hand_back(_job_id(copy))
+    return HookResult(messages=[f"kept batch job {state.batch_job_id} for the re-route; {outcome}"])
+
+
+PARKED_DIR = ".hpcpull-parked"  # <root>/<Owner>/.hpcpull-parked/<ClusterId>.<ProcId>
+
+
+def _parked_marker(job: jd.JobDir) -> Path:
+    markers = job.path.parent.parent / PARKED_DIR
+    markers.mkdir(mode=0o700, exist_ok=True)
+    return markers / f"{job.path.parent.name}.{job.path.name}"
+
+
+def _finish_orphaned_parked(owner_root: Path, route: RouteSettings, gateway: GatewaySettings) -> None:
+    """A parked job whose source job then left the queue, or was removed or held, is never
+    routed again: cancel its batch job and remove its directory.  Best effort."""
+    markers = owner_root / PARKED_DIR
+    try:
+        parked = list(markers.iterdir()) if markers.is_dir() else []
+    except OSError:
+        return
+    schedd = gateway_schedd(gateway.schedd_double)
+    for marker in parked:
+        cluster, _, proc = marker.name.partition(".")
+        if not (cluster.isdigit() and proc.isdigit()):
+            continue
+        try:
+            status = schedd.source_status(f"{cluster}.{proc}")
+        except ScheddUnreachable:
+            return
+        if status in (IDLE, RUNNING):
+            continue  # the router routes it again
+        job = jd.JobDir(owner_root / cluster / proc)
+        try:
+            if job.control.is_dir():
+                with JobLock(job) as lock:
+                    if not lock.acquired:
+                        continue
+                    state = load_state(job)
+                    if state.parked:
+                        _cancel_if_alive(job, _batch(route, gateway), f"{cluster}.{proc}")
+                        state.parked, state.cleaned = False, True
+                        save_state(job, state)
+                        _remove_job_dir(job)
+            marker.unlink(missing_ok=True)
+        except (OSError, HpcPullError, LrmsError):
+            continue
 
 
 def _mark_outputs_returned(job: jd.JobDir) -> None:
@@ -744,6 +912,7 @@ def _finish_abandoned_cleanups(owner_root: Path, route: RouteSettings, gateway: 
     """Finish the CLEANUPs of this owner that were killed: the router counts a CLEANUP killed
     by a signal as done (CleanupClient::hookExited: WIFSIGNALED) and never runs it again.
     Best effort: another job's leftovers never make this hook fail."""
+    _finish_orphaned_parked(owner_root, route, gateway)
     markers = owner_root / CLEANING_DIR
     try:
         leftovers = list(markers.iterdir()) if markers.is_dir() else []

@@ -19,6 +19,10 @@ from typing import Optional, Protocol
 MANAGED_DONE = '"ScheddDone"'
 
 
+class ScheddUnreachable(Exception):
+    """The schedd did not answer: whether a job is still in its queue cannot be told now."""
+
+
 class GatewaySchedd(Protocol):
     def hand_back(self, job_id: str) -> str:
         """Set Managed = "ScheddDone" on ``job_id``; return a one-line outcome for the log."""
@@ -26,6 +30,11 @@ class GatewaySchedd(Protocol):
 
     def job_status(self, job_id: str) -> Optional[int]:
         """JobStatus of ``job_id`` (None: not in the queue, or the schedd cannot tell now)."""
+        ...
+
+    def source_status(self, job_id: str) -> Optional[int]:
+        """JobStatus of ``job_id``, None if it is not in the queue; ScheddUnreachable if the
+        schedd cannot tell now."""
         ...
 
     def remove(self, job_id: str, reason: str) -> str:
@@ -51,13 +60,19 @@ class HTCondorSchedd:
         return f"handed {job_id} back to the schedd" if outcome.startswith("set") else outcome
 
     def job_status(self, job_id: str) -> Optional[int]:
+        try:
+            return self.source_status(job_id)
+        except ScheddUnreachable:
+            return None
+
+    def source_status(self, job_id: str) -> Optional[int]:
         import htcondor2
 
         cluster, _, proc = job_id.partition(".")
         try:
             ads = htcondor2.Schedd().query(f"ClusterId == {int(cluster)} && ProcId == {int(proc)}", ["JobStatus"])
-        except Exception:  # noqa: BLE001 - htcondor2 raises several types; None = cannot tell
-            return None
+        except Exception as exc:  # noqa: BLE001 - htcondor2 raises several types
+            raise ScheddUnreachable(_failure(exc)) from None
         return int(ads[0]["JobStatus"]) if ads else None
 
     def remove(self, job_id: str, reason: str) -> str:
@@ -100,9 +115,15 @@ class ScheddTestDouble:
 
     def job_status(self, job_id: str) -> Optional[int]:
         try:
-            queue = json.loads(Path(f"{self.path}.queue.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            return self.source_status(job_id)
+        except ScheddUnreachable:
             return None
+
+    def source_status(self, job_id: str) -> Optional[int]:
+        try:
+            queue = json.loads(Path(f"{self.path}.queue.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ScheddUnreachable(str(exc)) from None
         value = queue.get(job_id)
         return int(value) if value is not None else None
 

@@ -37,6 +37,10 @@ class SubmissionState:
     requeues: int = 0                     # resubmissions after node failure / preemption
     outputs_returned: bool = False        # FINALIZE returned the whole output sandbox
     throttled: bool = False               # the submission waited for a throttle (logged once)
+    # The router gave the job back for re-routing (a failed UPDATE push or FINALIZE) while its
+    # batch job was alive or had ended: the job dir and batch job wait for the re-route,
+    # which adopts them instead of submitting the job a second time.
+    parked: bool = False
 
 
 def load_state(job: JobDir) -> SubmissionState:
