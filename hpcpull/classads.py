@@ -92,7 +92,7 @@ def parse_old_ad(text: str, what: str = "job ad") -> classad2.ClassAd:
         name, sep, _ = line.partition("=")
         if not sep or not name.strip():
             raise MalformedInput(f"{what} line {number} is not 'Name = value': {line[:80]!r}")
-        names.append(name.strip().lower())
+        names.append(name.strip(_BLANK).lower())  # as ClassAds: U+2028 is part of a name
     if not names:
         raise MalformedInput(f"{what} is empty")
     _check_depth(text, what)
