@@ -68,6 +68,7 @@ GLOBAL_KNOBS: dict[str, str] = {
     "DEBUG": "",
     "LOG": "/var/log/condor/hpcpull/HpcPullLog",
     "MAX_LOG": "10000000",
+    "FAST_UPDATE": "true",
 }
 
 SUPPORTED_LRMS = ("slurm", "pbs", "pbspro", "sge", "lsf")
@@ -242,6 +243,7 @@ class GatewaySettings:
     allow_root: bool = False         # hooks refuse to run as root unless this is set
     debug: tuple[str, ...] = ()      # HPCPULL_DEBUG levels, e.g. ("D_FULLDEBUG",)
     max_log_bytes: int = 10_000_000
+    fast_update: bool = True         # UPDATE's shell front end may answer steady-state polls
 
 
 class Config:
@@ -291,6 +293,7 @@ class Config:
             max_log_bytes=int(_as_float("HPCPULL_MAX_LOG", self.global_knob("MAX_LOG"))),
             allow_root=_as_bool("HPCPULL_ALLOW_ROOT", self.global_knob("ALLOW_ROOT")),
             debug=_as_debug_levels(self.global_knob("DEBUG")),
+            fast_update=_as_bool("HPCPULL_FAST_UPDATE", self.global_knob("FAST_UPDATE")),
         )
 
     def is_hpcpull_route(self, route: str) -> bool:

@@ -47,6 +47,7 @@ from .config import (
 )
 from .errors import ConfigError, HpcPullError, JobRejected
 from .lrms.base import BatchState, LrmsError, one_line
+from .status_cache import service_uids
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -133,14 +134,6 @@ def _current_user() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
         return str(os.geteuid())
-
-
-def _service_uids() -> set[int]:
-    """root and condor: status_cache.py believes only their shared snapshot."""
-    try:
-        return {0, pwd.getpwnam("condor").pw_uid}
-    except KeyError:
-        return {0}
 
 
 def _tail(text: str, lines: int = 3) -> str:
@@ -884,7 +877,7 @@ class Doctor:
             owner = path.stat().st_uid
         except OSError:
             owner = 0
-        if shared and owner not in _service_uids():
+        if shared and owner not in service_uids():
             self.add(WARN, name, f"{path} is owned by uid {owner}: hooks trust only root's or condor's shared "
                                  "snapshot", f"remove {path}; the poller (running as condor) writes it again")
         elif age < 0:

@@ -20,19 +20,21 @@ front of each name): ``LrmsReachable``, ``LastSuccessfulPoll``, ``LastSuccessful
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from . import fast_index
 from .atomicfile import ensure_shared_dir, write_atomically
 from .config import Config, GatewaySettings, lrms_command_environment
 from .errors import HpcPullError
 from .eventlog import write_event
 from .lrms import get_batch_system
 from .lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
-from .status_cache import Snapshot, StatusCache
+from .status_cache import Snapshot, StatusCache, service_uids
 from .submission import route_of_batch_job
 
 SITE_STATUS = "site-status.json"
@@ -155,12 +157,15 @@ def poll_once(config: Config, now: Optional[float] = None) -> SiteStatus:
                 status.status_shared = False
                 errors.append(f"{name} hides other users' jobs (e.g. PrivateData=jobs): each user's "
                               "hooks query their own jobs, one query per user per period")
+                fast_index.invalidate(fast_index.index_dir(gateway.status_cache_dir, name))
                 continue
-            _refresh(batch, cache, status, now, {r.name for r in routes})
+            jobs = _refresh(batch, cache, status, now, {r.name for r in routes})
+            _update_index(gateway, name, jobs, now)
         except LrmsError as exc:
             # Stored as a failed snapshot: hooks take it as "no news" and do not hammer a
             # dead controller with their own queries during this period.
             cache.store(Snapshot(now, False, str(exc)))
+            fast_index.invalidate(fast_index.index_dir(gateway.status_cache_dir, name))
             status.lrms_reachable = False
             errors.append(f"{name}: {exc}")
     if status.lrms_reachable and status.status_shared:
@@ -188,12 +193,27 @@ def _hides_jobs(batch: BatchSystem, previous: Optional[SiteStatus], status: Site
     return hides
 
 
-def _refresh(batch: BatchSystem, cache: StatusCache, status: SiteStatus, now: float, routes: set[str]) -> None:
+def _refresh(batch: BatchSystem, cache: StatusCache, status: SiteStatus, now: float,
+             routes: set[str]) -> dict[str, BatchJobStatus]:
     previous = cache.read_shared()
     jobs = batch.bulk_status()
     _carry_finished(previous, jobs, batch, now)
     cache.store(Snapshot(now, True, "", jobs))
     _count(jobs, status.jobs, routes)
+    return jobs
+
+
+def _update_index(gateway: GatewaySettings, lrms: str, jobs: dict[str, BatchJobStatus], now: float) -> None:
+    """The status index UPDATE's shell front end reads (fast_index.py): written by root or
+    condor only, valid as long as the snapshot it comes from."""
+    if not gateway.fast_update or os.getuid() not in service_uids():
+        return
+    ours = [job_id for job_id, status in jobs.items() if _is_hpcpull_job(status)]
+    directory = fast_index.index_dir(gateway.status_cache_dir, lrms)
+    try:
+        fast_index.write_index(directory, jobs, now + gateway.status_max_age_s, ours)
+    except OSError:
+        fast_index.invalidate(directory)  # the front end then hands every poll to the full hook
 
 
 def _save(gateway: GatewaySettings, status: SiteStatus) -> None:

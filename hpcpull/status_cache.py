@@ -57,7 +57,7 @@ class Snapshot:
         )
 
 
-def _service_uids() -> set[int]:
+def service_uids() -> set[int]:
     """root and the condor user: their snapshot is the one everybody reads."""
     try:
         return {0, pwd.getpwnam("condor").pw_uid}
@@ -67,11 +67,11 @@ def _service_uids() -> set[int]:
 
 def trusted_uids() -> set[int]:
     """Whose files are believed: root, condor and the reading user."""
-    return _service_uids() | {os.getuid()}
+    return service_uids() | {os.getuid()}
 
 
 def _is_service_user() -> bool:
-    return os.getuid() in _service_uids()
+    return os.getuid() in service_uids()
 
 
 class StatusCache:

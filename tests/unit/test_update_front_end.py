@@ -1,0 +1,161 @@
+"""UPDATE's shell front end (hooks/hpcpull-update) and the poller's status index behind it.
+
+The front end is run for real (/bin/sh and the system awk) with a stand-in full hook beside
+it that records what it got: the front end must stay silent only when the index is current
+and agrees with the copy's JobStatus, and hand the unchanged stdin to the full hook otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from hpcpull import fast_index
+from hpcpull.lrms.base import BatchJobStatus, BatchState
+
+REPO = Path(__file__).resolve().parents[2]
+FULL_HOOK = """#!/bin/sh
+cat > "$0.stdin"
+echo 'JobStatus = 4'
+exit 0
+"""
+
+
+@pytest.fixture
+def front_end(tmp_path: Path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    shutil.copy(REPO / "hooks" / "hpcpull-update", bindir / "hpcpull-update")
+    full = bindir / "hpcpull-update-full"
+    full.write_text(FULL_HOOK)
+    full.chmod(0o755)
+    index = tmp_path / "slurm-index"
+    index.mkdir()
+    (index / "valid-until").write_text(f"{int(time.time()) + 60}\n")
+    (index / "42").write_text("2\n")
+
+    def run(ad: str):
+        stdin = full.with_name("hpcpull-update-full.stdin")
+        stdin.unlink(missing_ok=True)
+        proc = subprocess.run([str(bindir / "hpcpull-update")], input=ad, capture_output=True, text=True,
+                              timeout=30, env={"PATH": "/usr/bin:/bin"})
+        got = stdin.read_text() if stdin.exists() else None
+        return proc, got
+    run.index = index  # type: ignore[attr-defined]
+    return run
+
+
+def ad(index: Path, status: int = 2, batch_id: str = "42", check_at: int = 0, **extra: str) -> str:
+    lines = {
+        "ClusterId": "7", "JobStatus": str(status), "HpcPullBatchJobId": f'"{batch_id}"',
+        "HpcPullFastIndex": f'"{index}"', "HpcPullFullCheckAt": str(check_at), "Owner": '"alice"', **extra,
+    }
+    return "".join(f"{k} = {v}\n" for k, v in sorted(lines.items()) if v is not None)
+
+
+def test_silent_when_the_index_agrees(front_end) -> None:
+    proc, full_stdin = front_end(ad(front_end.index))
+    assert (proc.returncode, proc.stdout, proc.stderr, full_stdin) == (0, "", "", None)
+
+
+@pytest.mark.parametrize("change", [
+    "status differs", "index entry missing", "index stale", "index invalidated", "deadline passed",
+    "no index attribute", "no batch id", "held copy", "climbing id", "climbing index", "no check attribute",
+])
+def test_anything_else_runs_the_full_hook_with_the_same_stdin(front_end, change: str) -> None:
+    index = front_end.index
+    text = ad(index)
+    if change == "status differs":
+        text = ad(index, status=1)
+    elif change == "index entry missing":
+        (index / "42").unlink()
+    elif change == "index stale":
+        (index / "valid-until").write_text(f"{int(time.time()) - 1}\n")
+    elif change == "index invalidated":
+        (index / "valid-until").write_text("0\n")
+    elif change == "deadline passed":
+        text = ad(index, check_at=int(time.time()) - 1)
+    elif change == "no index attribute":
+        text = ad(index, HpcPullFastIndex=None)
+    elif change == "no batch id":
+        text = ad(index, HpcPullBatchJobId=None)
+    elif change == "held copy":
+        text = ad(index, status=5)
+    elif change == "climbing id":
+        (index.parent / "escape").write_text("2\n")
+        text = ad(index, batch_id="../escape")
+    elif change == "climbing index":
+        text = ad(index, HpcPullFastIndex=f'"{index}/../slurm-index"')
+    elif change == "no check attribute":
+        text = ad(index, HpcPullFullCheckAt=None)
+    proc, full_stdin = front_end(text)
+    assert full_stdin == text
+    assert proc.stdout == "JobStatus = 4\n" and proc.returncode == 0
+
+
+def test_a_future_deadline_keeps_it_silent(front_end) -> None:
+    proc, full_stdin = front_end(ad(front_end.index, check_at=int(time.time()) + 100))
+    assert (proc.stdout, full_stdin) == ("", None)
+
+
+def test_the_full_hooks_exit_code_is_the_hooks(front_end, tmp_path: Path) -> None:
+    (tmp_path / "bin" / "hpcpull-update-full").write_text("#!/bin/sh\ncat >/dev/null\necho oops >&2\nexit 3\n")
+    proc, _ = front_end(ad(front_end.index, status=1))
+    assert proc.returncode == 3 and proc.stderr == "oops\n"
+
+
+def _status(state: BatchState, name: str = "hpcpull-Slurm-1.0-abc") -> BatchJobStatus:
+    return BatchJobStatus(job_id="x", state=state, native_state=state.value, name=name)
+
+
+def test_index_holds_waiting_and_running_jobs_only_and_rewrites_only_changes(tmp_path: Path) -> None:
+    directory = tmp_path / "slurm-index"
+    jobs = {"1": _status(BatchState.PENDING), "2": _status(BatchState.RUNNING),
+            "3": _status(BatchState.COMPLETED), "4": _status(BatchState.PENDING), "bad/id": _status(BatchState.RUNNING)}
+    changed = fast_index.write_index(directory, jobs, time.time() + 30, is_ours=["1", "2", "3", "bad/id"])
+    assert changed == 2
+    assert (directory / "1").read_text() == "1\n" and (directory / "2").read_text() == "2\n"
+    assert not (directory / "3").exists() and not (directory / "4").exists()  # ended; not hpcpull's
+    assert oct(directory.stat().st_mode & 0o777) == "0o755"
+    before = (directory / "1").stat().st_ino
+    jobs["2"] = _status(BatchState.COMPLETED)
+    assert fast_index.write_index(directory, jobs, time.time() + 30, is_ours=["1", "2"]) == 1
+    assert not (directory / "2").exists()
+    assert (directory / "1").stat().st_ino == before  # unchanged entries are not rewritten
+    fast_index.invalidate(directory)
+    assert (directory / "valid-until").read_text() == "0\n"
+
+
+def test_index_is_trusted_only_if_no_other_user_can_change_it(tmp_path: Path) -> None:
+    base = tmp_path / "status"
+    base.mkdir()
+    base.chmod(0o1777)  # as the admin guide makes the status directory: sticky, like /tmp
+    directory = base / "slurm-index"
+    directory.mkdir(mode=0o755)
+    me = {os.getuid()}
+    assert fast_index.trusted(directory, me)
+    assert not fast_index.trusted(directory, {os.getuid() + 12345})  # someone else's
+    directory.chmod(0o775)
+    assert not fast_index.trusted(directory, me)  # group-writable
+    directory.chmod(0o755)
+    base.chmod(0o777)
+    assert not fast_index.trusted(directory, me)  # a world-writable, non-sticky parent
+    base.chmod(0o1777)
+    link = tmp_path / "link"
+    link.symlink_to(base)
+    assert not fast_index.trusted(link / "slurm-index", me)
+    assert not fast_index.trusted(Path(str(base) + "/odd name"), me)
+
+
+def test_full_check_at() -> None:
+    now = 1000.0
+    assert fast_index.full_check_at(0, now, None, False) == 0
+    assert fast_index.full_check_at(0, now, 1500.0, False) == 1500
+    assert fast_index.full_check_at(0, now, None, True) == 1000 + fast_index.CREDENTIAL_CHECK_S
+    assert fast_index.full_check_at(1200, now, None, True) == 1200  # not yet due: kept
+    assert fast_index.full_check_at(1200, now, 1100.0, True) == 1100
