@@ -1,0 +1,256 @@
+"""Benchmarks on the real condor_job_router: the steady-state UPDATE's cost, routing throughput.
+
+Both start a personal HTCondor pool (hpcpull.testing.personal_pool: the stock job router,
+hpcpull installed into a venv as the README says) and a private Slurm, and route ``--jobs``
+jobs submitted with condor_submit by an ordinary user.
+
+update-cost
+    The jobs sleep in Slurm (16 pretend CPUs: most wait, some run); nothing changes.  In
+    alternating windows of ``--window`` seconds the router's UPDATE hook is hpcpull's
+    (bin/hpcpull-update) or a no-op ``/bin/sh`` hook that reads stdin and prints nothing
+    (the floor of the one-process-per-job-per-poll hook model), swapped in place on the same
+    router and jobs.  Measured: the router's reaped children's CPU (/proc/<pid>/stat cutime +
+    cstime) per UPDATE run (the router log's "HOOK_UPDATE_JOB_INFO ... invoked" lines), and
+    the poller's CPU per run (the schedd's children: the schedd cron job).  Target: <= 2x.
+routing
+    The time from one condor_submit of ``--jobs`` jobs until all of them have a batch job in
+    Slurm, against a bare ``sbatch`` loop of the very scripts hpcpull rendered, in the same
+    run.  Target: >= 10 jobs/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+if __package__ in (None, ""):  # run as a file
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import Result, number, report, slurm  # noqa: E402
+from hpcpull.testing.personal_pool import (  # noqa: E402
+    PersonalPool,
+    find_release,
+    install_hpcpull,
+    unavailable_reason,
+    world_readable_dir,
+)
+
+NAME = "real-router"
+QUICK = ["--jobs", "50", "--window", "20", "--rounds", "2"]
+TINY = ["--jobs", "3", "--window", "6", "--rounds", "1"]
+NOOP_HOOK = "#!/bin/sh\n# a no-op UPDATE_JOB_INFO hook: reads the routed ad, prints nothing\ncat >/dev/null\n"
+TICK = os.sysconf("SC_CLK_TCK")
+INVOKED = re.compile(rb"HOOK_UPDATE_JOB_INFO \(.*\) invoked")
+
+ROUTES = """\
+JOB_ROUTER_ROUTE_NAMES = Bench
+JOB_ROUTER_ROUTE_Bench @=jrt
+  REQUIREMENTS WantHpc =?= true
+  UNIVERSE VANILLA
+  SET Requirements false
+  MaxJobs = 100000
+  MaxIdleJobs = 100000
+@jrt
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--jobs", type=int, default=100, help="routed jobs (default 100)")
+    parser.add_argument("--polling", type=int, default=5, help="JOB_ROUTER_POLLING_PERIOD (default 5)")
+    parser.add_argument("--window", type=float, default=30, help="seconds per measured window (default 30)")
+    parser.add_argument("--rounds", type=int, default=2, help="hpcpull/no-op window pairs (default 2)")
+    parser.add_argument("--poller-period", type=int, default=20, help="SCHEDD_CRON_HPCPULL_PERIOD (default 20)")
+    parser.add_argument("--skip-routing", action="store_true", help="measure only the UPDATE cost")
+    parser.add_argument("--slurm-conf", default=None, help="use this Slurm instead of a private one")
+    parser.add_argument("--keep", action="store_true", help="keep the pool's directory")
+
+
+def children_cpu(pid: int) -> float:
+    """CPU seconds of the reaped children of ``pid`` (cutime + cstime)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / TICK
+
+
+class LogCounter:
+    """Counts new UPDATE invocations in the router log since the last call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset = path, 0
+
+    def __call__(self) -> int:
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            data = handle.read()
+        self.offset += len(data)
+        return len(INVOKED.findall(data))
+
+
+def start_gateway(args: argparse.Namespace, slurm_env: dict[str, str]) -> tuple[PersonalPool, Path]:
+    base = world_readable_dir("hpcpull-bench-pool-")
+    bin_dir = install_hpcpull(base / "venv")
+    scratch, status, log = base / "scratch", base / "status", base / "hpcpull-log"
+    for path in (scratch, status, log):
+        path.mkdir()
+        path.chmod(0o1777)
+    local = "".join(f"{k} = {v}\n" for k, v in {
+        "HPCPULL_SCRATCH_ROOT": scratch, "HPCPULL_STATUS_CACHE_DIR": status, "HPCPULL_LOG": log / "HpcPullLog",
+        "HPCPULL_LRMS_ENVIRONMENT": f"SLURM_CONF={slurm_env['SLURM_CONF']}", "HPCPULL_PARTITION": "debug",
+        "HPCPULL_STATUS_MAX_AGE": max(30, 2 * args.poller_period),
+        "SCHEDD_CRON_HPCPULL_PERIOD": f"{args.poller_period}s",
+    }.items())
+    pool = PersonalPool(base=base, release=find_release(), bin_dir=bin_dir, local_config=local,
+                        routes_config=ROUTES, name="bench", with_startd=False, polling_period=args.polling)
+    pool.start()
+    return pool, base
+
+
+def submit(pool: PersonalPool, jobs: int, name: str) -> int:
+    directory = pool.user_dir(name)
+    return pool.submit(directory, f"""\
+executable = /bin/sleep
+arguments = 100000
+log = job.log
++WantHpc = true
+queue {jobs}
+""")
+
+
+def batch_jobs(slurm_env: dict[str, str], prefix: str = "hpcpull-") -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-a", "-o", "%i %j"], env=slurm_env, capture_output=True,
+                         text=True, timeout=60).stdout
+    return [line.split()[0] for line in out.splitlines() if line.split()[1:2] and line.split()[1].startswith(prefix)]
+
+
+def wait_for(predicate, timeout: float, what: str, step: float = 1.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def routing(pool: PersonalPool, slurm_env: dict[str, str], jobs: int) -> Result:
+    """condor_submit of ``jobs`` jobs until all are in Slurm, vs sbatch of the same scripts."""
+    started = time.time()
+    cluster = submit(pool, jobs, "routing")
+    wait_for(lambda: len(batch_jobs(slurm_env)) >= jobs, 60 + jobs * 2.0, f"{jobs} batch jobs")
+    hook_s = time.time() - started
+    scripts = sorted(pool.base.glob(f"scratch/*/{cluster}/*/.hpcpull/job.sh"))
+    env = {"PATH": "/usr/bin:/bin", "SLURM_CONF": slurm_env["SLURM_CONF"], "LANG": "C"}
+    # One shell of the job owner's runs the loop: sbatch of each script, as the hook does it.
+    loop = pool.write_user_file(pool.home / "bare-sbatch.sh", "".join(
+        f"sbatch --parsable --job-name=bench-bare-{i} --chdir={script.parent.parent} --output=/dev/null {script}\n"
+        for i, script in enumerate(scripts)))
+    started = time.time()
+    out = subprocess.run(["/usr/sbin/runuser", "-u", pool.user, "--", "/bin/sh", str(loop)],
+                         env=env, capture_output=True, text=True, timeout=60 + 5 * jobs)
+    bare = [line.split(";")[0] for line in out.stdout.split()]
+    bare_s = time.time() - started
+    subprocess.run(["scancel", *[b for b in bare if b]], env=slurm_env, capture_output=True, timeout=120)
+    rate, bare_rate = jobs / hook_s, len(scripts) / bare_s if bare_s else float("inf")
+    return Result(
+        "routing-throughput (real router)", rate, bare_rate, "jobs/s", ">= 10 jobs/s",
+        met=rate >= 10,
+        details=[f"{jobs} jobs condor_submit -> all in Slurm in {number(hook_s)} s; the bare sbatch loop of "
+                 f"the same {len(scripts)} scripts (run as the job owner, one at a time) took {number(bare_s)} s",
+                 f"router polling period {pool.polling_period} s"],
+    )
+
+
+def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Namespace) -> Result:
+    cluster = submit(pool, args.jobs, "steady")
+
+    def steady() -> bool:
+        copies = pool.q('RoutedFromJobId =!= undefined && HpcPullFastIndex =!= undefined', ["ClusterId"])
+        return len(copies) >= args.jobs
+    wait_for(steady, 120 + args.jobs * 2.0, f"{args.jobs} routed copies with the status index")
+    time.sleep(2 * args.polling)
+    router = pool.daemon_pid("condor_job_router")
+    schedd = pool.daemon_pid("condor_schedd")
+    hook = pool.bin_dir / "hpcpull-update"
+    real, noop = hook.with_name("hpcpull-update.real"), hook.with_name("hpcpull-update.noop")
+    shutil.copy2(hook, real)
+    noop.write_text(NOOP_HOOK)
+    noop.chmod(0o755)
+    counter = LogCounter(pool.router_log)
+    totals = {"hpcpull": [0.0, 0], "noop": [0.0, 0]}
+    poller_cpu = 0.0
+    try:
+        for _ in range(args.rounds):
+            for side in ("hpcpull", "noop"):
+                shutil.copy2(real if side == "hpcpull" else noop, hook.with_name(".hpcpull-update.new"))
+                os.replace(hook.with_name(".hpcpull-update.new"), hook)
+                time.sleep(args.polling + 1)  # hooks started before the swap finish
+                cpu0, schedd0 = children_cpu(router), children_cpu(schedd)
+                counter()
+                time.sleep(args.window)
+                totals[side][0] += children_cpu(router) - cpu0
+                totals[side][1] += counter()
+                poller_cpu += children_cpu(schedd) - schedd0
+    finally:
+        os.replace(real, hook)
+        noop.unlink(missing_ok=True)
+    (h_cpu, h_runs), (n_cpu, n_runs) = totals["hpcpull"], totals["noop"]
+    per_h, per_n = h_cpu / max(h_runs, 1), n_cpu / max(n_runs, 1)
+    seconds = 2 * args.rounds * args.window
+    polls = poller_cpu / (seconds / args.poller_period)
+    left = pool.q(f"ClusterId == {cluster}", ["JobStatus"])
+    return Result(
+        "steady-state UPDATE CPU (real router)", per_h * 1000, per_n * 1000, "ms/run", "<= 2x the no-op hook",
+        met=per_h <= 2 * per_n,
+        details=[
+            f"{args.jobs} routed jobs, polling every {args.polling} s, {args.rounds} x {number(args.window)} s "
+            "per side, swapped in place on the same router",
+            f"hpcpull-update: {h_runs} runs, {number(h_cpu)} s CPU ({number(h_cpu / (seconds / 2))} cores); "
+            f"no-op: {n_runs} runs, {number(n_cpu)} s CPU ({number(n_cpu / (seconds / 2))} cores)",
+            f"poller (schedd cron, every {args.poller_period} s): {number(polls * 1000)} ms CPU per run "
+            f"({number(poller_cpu / seconds)} cores)",
+            f"jobs still queued: {len(left)} of {args.jobs}",
+        ],
+    )
+
+
+def run(args: argparse.Namespace) -> list[Result]:
+    reason = unavailable_reason()
+    if reason:
+        raise SystemExit(f"{NAME}: no real HTCondor here: {reason}")
+    results = []
+    with slurm(args.slurm_conf) as slurm_env:
+        pool, base = start_gateway(args, slurm_env)
+        try:
+            if not args.skip_routing:
+                results.append(routing(pool, slurm_env, args.jobs))
+                subprocess.run(["condor_rm", "-all"], env=pool.env(), capture_output=True, timeout=120)
+                pool.wait_until_gone("true", 300)
+                subprocess.run(["scancel", "-u", pool.user], env=slurm_env, capture_output=True, timeout=120)
+            results.append(update_cost(pool, slurm_env, args))
+        finally:
+            subprocess.run(["condor_rm", "-all"], env=pool.env(), capture_output=True, timeout=120)
+            ids = batch_jobs(slurm_env)
+            if ids:
+                subprocess.run(["scancel", *ids], env=slurm_env, capture_output=True, timeout=120)
+            pool.stop()
+            if not args.keep:
+                shutil.rmtree(base, ignore_errors=True)
+    return results
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    report(run(parser.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
