@@ -1,8 +1,7 @@
 """Pull mode: the two condor_config files that let an origin access point feed a gateway
 that accepts no inbound connections, generated from a few values (``hpcpull pull-config``).
 
-The design is the one verified on a real pool (reference/pull-via-condor-c.md, HTCondor
-25.13.2): the origin's job router turns an opted-in vanilla job into a grid-universe copy
+The origin's job router turns an opted-in vanilla job into a sandboxed grid-universe copy
 with ``GridResource = "condor <gateway schedd> <origin collector>"``; the gridmanager's
 C-GAHP submits it by HTCondor-C to the gateway's schedd, which registered with the origin's
 collector as its CCB server (``SCHEDD.CCB_ADDRESS``) and advertises itself there
@@ -12,10 +11,11 @@ authenticates with an IDTOKENS token the gateway issued.  On the gateway, the ar
 src/condor_gridmanager/condorjob.cpp ``buildSubmitAd``) is routed by the gateway's router
 into the batch system through hpcpull's hooks.  The undo: a copy idle (or held) at the
 gateway longer than a limit is removed by its ``PeriodicRemove``; the origin's router then
-returns the original job to idle (reference/htcondor-interfaces.md §1.9, §2.6).
+returns the original job to idle (src/condor_job_router/submit_job.cpp ``yield_job``).
+Both files run on two real pools in tests/realrouter/test_pull_mode.py (HTCondor 25.13.2).
 
 The shipped ``condor_config.d/7*-hpcpull-*.conf.example`` files are this module's output
-for :data:`EXAMPLE` (the tested setup's values), so the text exists once.
+for :data:`EXAMPLE`, so the text exists once.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class PullSettings:
     constraint: Optional[str] = None     # instead of opt_in: a ClassAd expression
     max_jobs: int = 100                  # the router's defaults (JobRoute::ParseNext)
     max_idle_jobs: int = 50
-    idle_timeout: int = 6 * 3600         # htcondor-interfaces.md §2.6 example
+    idle_timeout: int = 6 * 3600
     held_timeout: int = 600
     port_low: int = 9600
     port_high: int = 9699
@@ -82,7 +82,8 @@ class PullSettings:
         return self.origin_collector.rpartition(":")[0]
 
 
-# The tested setup (reference/pull-via-condor-c.md): the shipped examples use these values.
+# Example values (an origin whose collector is 10.200.0.1:29700, a gateway schedd gateway@vm):
+# the shipped examples use them.
 EXAMPLE = PullSettings(gateway_schedd="gateway@vm", origin_collector="10.200.0.1:29700", user="alice",
                        origin_schedd="origin@vm", gateway_domain="gateway.local")
 
@@ -185,7 +186,9 @@ def settings(**values: object) -> PullSettings:
 # ------------------------------------------------------------------------- expressions
 def origin_requirements(s: PullSettings) -> str:
     """The origin route's REQUIREMENTS: opted in (or the site's constraint), vanilla, never
-    routed before (the source keeps RoutedToJobId after a yield: htcondor-interfaces.md §2.6)."""
+    routed before (the router sets RoutedToJobId on the source when it submits the copy, and
+    yielding the source does not remove it: src/condor_job_router/JobRouter.cpp
+    ``FinishSubmitJob``, submit_job.cpp ``yield_job``)."""
     chosen = f"({s.constraint})" if s.constraint else f"{s.opt_in} =?= true"
     return f"{chosen} && JobUniverse == 5 && RoutedToJobId =?= undefined"
 
@@ -264,10 +267,11 @@ def origin_config(s: PullSettings) -> str:
         "# The gateway accepts no inbound connections.  Its schedd registers with this pool's",
         "# collector, which is also the pool's CCB server (ENABLE_CCB_SERVER, True by default),",
         "# and opens every connection that crosses the boundary itself.  The job router below",
-        "# makes a grid-universe copy of every job that opts in; the gridmanager submits the copy",
-        "# to the gateway's schedd by HTCondor-C, spools the input files there, and brings stdout,",
-        "# stderr and the output files back into the job's Iwd.  condor_rm reaches the gateway",
-        "# the same way.  Submitters see an ordinary vanilla job.",
+        "# makes a grid-universe copy of every job that opts in, with the job's input files in",
+        "# this schedd's SPOOL; the gridmanager submits the copy to the gateway's schedd by",
+        "# HTCondor-C, spools the input files there, and brings stdout, stderr and the output files",
+        "# back into the copy's SPOOL, from where the router fetches them into the job's Iwd.",
+        "# condor_rm reaches the gateway the same way.  Submitters see an ordinary vanilla job.",
         "",
         _section("The route to the gateway"),
         "# Run the job router (delete this line if this access point already runs one).",
@@ -291,10 +295,17 @@ def origin_config(s: PullSettings) -> str:
         f"  REQUIREMENTS {origin_requirements(s)}",
         "  # The copy is a grid-universe job, run by the gridmanager.",
         "  UNIVERSE GRID",
+        "  # Sandboxed: the router submits the copy with the job's input files spooled into this",
+        "  # schedd's SPOOL and, when the copy has finished, fetches its output into the job's Iwd",
+        "  # itself, applying the job's transfer_output_remaps (HTCondor's",
+        "  # src/condor_job_router/submit_job.cpp, submit_job and finalize_job).  A copy that is",
+        "  # not sandboxed loses TransferOutputRemaps (src/condor_job_router/VanillaToGrid.cpp):",
+        "  # a remapped output file would come back into the Iwd under its own name.",
+        "  JobShouldBeSandboxed = true",
         "  # condor <the gateway schedd's Name> <the collector it advertises itself to>.  It must be",
         "  # a SET statement: the router ignores a route with a bare GRIDRESOURCE line.",
         f'  SET GridResource "{grid_resource(s)}"',
-        "  # Marks the copy (condor_q -constraint RoutedToGateway), as in the tested setup.",
+        "  # Marks the copy (condor_q -constraint RoutedToGateway).",
         "  SET RoutedToGateway true",
         f"  # The undo: a copy idle for more than {s.idle_timeout} s (the gateway is down or its batch",
         f"  # queue is full) or held for more than {s.held_timeout} s (refused at the gateway, no token)",
@@ -388,7 +399,7 @@ def gateway_config(s: PullSettings) -> str:
         "  # Jobs that arrived by HTCondor-C: the origin's gridmanager sets SubmitterId (the origin",
         "  # schedd's Name) and SubmitterGlobalJobId on them; local jobs have neither.",
         f"  REQUIREMENTS {gateway_requirements(s)}",
-        "  # The routed-copy recipe: a copy HTCondor never runs itself; hpcpull's hooks drive it.",
+        "  # The routed copy is one HTCondor never runs itself; hpcpull's hooks drive it.",
         "  UNIVERSE VANILLA",
         "  SET Requirements false",
         "  # HTCondor-C gives the arrived job PeriodicRemove = (StageInFinish > 0) =!= true &&",
@@ -415,7 +426,7 @@ def gateway_config(s: PullSettings) -> str:
 
 # ---------------------------------------------------------------------------- next steps
 def next_steps(s: PullSettings, output_dir: Optional[Path] = None) -> str:
-    """What the admin does with the files: tokens (from the reference), firewall, checks."""
+    """What the admin does with the files: tokens, firewall, checks."""
     domain = s.gateway_domain or "$(condor_config_val UID_DOMAIN)"
     where = f" (written to {output_dir})" if output_dir else ""
     token = f"{s.token_directory}/gateway.token"

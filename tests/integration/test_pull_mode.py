@@ -123,6 +123,26 @@ def test_relative_cmd_in_a_subdirectory_and_a_submit_side_remap(pull_gateway: An
     assert not Path("/home/alice/job3").exists()
 
 
+def test_arrived_job_from_a_sandboxed_origin_copy(pull_gateway: Any, tmp_path: Path) -> None:
+    # The generated origin route sandboxes its copy (JobShouldBeSandboxed): the job then arrives
+    # with the copy's SPOOL directory on the origin as SUBMIT_Iwd and no remaps at all (the
+    # origin's router applies them when it fetches the copy's output; the gridmanager does not
+    # send SUBMIT_ attributes: condorjob.cpp buildSubmitAd).  As seen on two real pools
+    # (tests/realrouter/test_pull_mode.py).
+    origin_spool = tmp_path / "origin" / "spool" / "3" / "0" / "cluster3.proc0.subproc0"
+    ad, iwd = arrived_job(pull_gateway.spool, SUBMIT_Iwd=str(origin_spool),
+                          SUBMIT_Cmd=str(origin_spool / "job.sh"))
+    for attr in ("TransferOutputRemaps", "SUBMIT_TransferOutputRemaps"):
+        if attr in ad:
+            del ad[attr]
+    source = run_pulled(pull_gateway, ad)
+    done = pull_gateway.history[source]
+    assert done["ExitCode"] == 0 and done["SpooledOutputFiles"] == "result.txt"
+    assert (iwd / "result.txt").read_text() == "infile\na\nb\nSLEEP=5 args=hello world\n"
+    assert (iwd / "out.6.txt").read_text() == "stdout of the pulled job\n"
+    assert not (tmp_path / "origin").exists(), "nothing is written to the origin's paths on the gateway"
+
+
 def test_outputs_are_never_written_to_origin_paths(pull_gateway: Any) -> None:
     # Were a remap or Out to name an origin path, the output stays out of it and the
     # problem is recorded; the rest comes back.

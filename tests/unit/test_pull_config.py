@@ -1,7 +1,8 @@
 """Pull mode config (hpcpull pull-config and the shipped 70-/71- examples): the files load with
-the real htcondor2 config reader next to 50-hpcpull.conf, every knob of the verified setup
-(reference/pull-via-condor-c.md) has its recorded value, and the routes' REQUIREMENTS and the
-undo expression are evaluated with the real classad2 through hpcpull.routes."""
+the real htcondor2 config reader next to 50-hpcpull.conf, every knob has its expected value,
+and the routes' REQUIREMENTS and the undo expression are evaluated with the real classad2
+through hpcpull.routes.  The same generated files run on two real pools in
+tests/realrouter/test_pull_mode.py."""
 
 from __future__ import annotations
 
@@ -137,7 +138,7 @@ def test_the_header_command_regenerates_the_file(example, tmp_path, capsys):
 # ------------------------------------------------------------------------ origin side
 def test_origin_example_has_the_recorded_knobs(load):
     load(origin_files())
-    # reference: 20-gahp-idtokens.conf of the IDTOKENS run, verbatim
+    # the C-GAHP (it runs as the job owner) presents only the gateway's token, from a directory of the owner's
     assert param("C_GAHP.SEC_CLIENT_AUTHENTICATION_METHODS") == "IDTOKENS"
     assert param("C_GAHP_WORKER_THREAD.SEC_CLIENT_AUTHENTICATION_METHODS") == "IDTOKENS"
     assert param("C_GAHP.SEC_TOKEN_DIRECTORY") == "/home/alice/.condor/tokens.d"
@@ -151,9 +152,11 @@ def test_origin_example_has_the_recorded_knobs(load):
     table = load_routing_table()
     route = table.route("ToGateway")
     assert route is not None and route.error is None and route.notes == ()
-    # reference step 6: UNIVERSE GRID + SET GridResource "condor gateway@vm 10.200.0.1:29700"
+    # UNIVERSE GRID + SET GridResource "condor <gateway schedd> <origin collector>"
     assert (route.universe, route.universe_from) == (9, "UNIVERSE GRID")
     assert statement(route, "SET", "GridResource") == '"condor gateway@vm 10.200.0.1:29700"'
+    # sandboxed, so that the copy keeps the job's output remaps (VanillaToGrid.cpp)
+    assert dict(route.macros)["JobShouldBeSandboxed"] == "true"
     assert statement(route, "SET", "RoutedToGateway") == "true"
     assert (route.max_jobs, route.max_idle_jobs) == (100, 50)
     assert route.requirements == "WantGateway =?= true && JobUniverse == 5 && RoutedToJobId =?= undefined"
@@ -195,6 +198,20 @@ def test_origin_never_routes_its_own_grid_copy(load):
     assert decision.chosen is None and not decision.candidate
 
 
+@pytest.mark.parametrize("changes", [
+    {"WantGateway": "true"},
+    {"WantGateway": "true", "TransferOutputRemaps": '"count.txt = results/count.txt"'},
+])
+def test_every_copy_the_origin_route_makes_is_sandboxed(load, changes):
+    """The router evaluates JobShouldBeSandboxed on the job (UNDEFINED counts as false:
+    JobRouter.cpp JobRoute::JobShouldBeSandboxed); the route says true for every job it takes."""
+    load(origin_files())
+    route = load_routing_table().route("ToGateway")
+    job = vanilla_job(**changes)
+    assert route_matches(route.requirements, job)[0]
+    assert classad2.ExprTree(dict(route.macros)["JobShouldBeSandboxed"]).eval(job) is True
+
+
 AGES = [(1, 100, False), (1, 21599, False), (1, 21700, True),
         (5, 100, False), (5, 700, True),
         (2, 30 * 86400, False), (4, 30 * 86400, False)]
@@ -224,12 +241,12 @@ def test_undo_limits_come_from_the_arguments(tmp_path, load):
 # ----------------------------------------------------------------------- gateway side
 def test_gateway_example_has_the_recorded_knobs(load):
     load(gateway_files())
-    # reference GATEWAY config, "the HTCondor-C / CCB part"
+    # the HTCondor-C / CCB part: advertised to both collectors, registered with the origin's CCB
     assert param("SCHEDD.COLLECTOR_HOST") == f"{GATEWAY_OWN_COLLECTOR}, 10.200.0.1:29700"
     assert param("SCHEDD.CCB_ADDRESS") == "10.200.0.1:29700"
     assert param("PRIVATE_NETWORK_NAME") == "gw.internal"
     assert param("SCHEDD_NAME") == "gateway@vm"
-    # reference 20-idtokens.conf of the gateway, verbatim
+    # no CLAIMTOBE; writes to the schedd need an authenticated identity
     assert param("SEC_DEFAULT_AUTHENTICATION_METHODS") == "FS, IDTOKENS"
     assert param("SEC_CLIENT_AUTHENTICATION_METHODS") == "FS, IDTOKENS"
     assert param("SCHEDD.SEC_WRITE_AUTHENTICATION") == "REQUIRED"
@@ -353,6 +370,7 @@ def test_generated_files_for_other_values_load(tmp_path, load, capsys):
     assert (route.max_jobs, route.max_idle_jobs) == (20, 5)
     assert param("C_GAHP.IN_LOWPORT") == "20000" and param("C_GAHP_WORKER_THREAD.IN_HIGHPORT") == "20099"
     assert param("C_GAHP.SEC_TOKEN_DIRECTORY") == "/home/bob/.condor/tokens.d"
+    assert dict(route.macros)["JobShouldBeSandboxed"] == "true"
     physics = vanilla_job(RequestCpus="4", Department='"physics"')
     assert decide(physics, table).chosen == "ToHpc"
     assert decide(vanilla_job(RequestCpus="16", Department='"physics"'), table).chosen is None
@@ -373,7 +391,7 @@ def test_stdout_mode_and_next_steps(capsys):
     assert code == 0
     assert f"# ===== {pullconfig.ORIGIN_FILE} =====" in out and f"# ===== {pullconfig.GATEWAY_FILE} =====" in out
     assert out.count("SCHEDD.CCB_ADDRESS = cm.example.org:9618") == 1
-    # the token, from the reference: identity user@<gateway UID_DOMAIN>, the gateway's POOL key
+    # the token: identity user@<gateway UID_DOMAIN>, signed with the gateway's POOL key
     assert "condor_token_create -identity bob@hpc.example.org -key POOL > gateway.token" in err
     assert "install -o bob -m 600 gateway.token /home/bob/.condor/tokens.d/gateway.token" in err
     assert "TCP port 9618 on cm.example.org" in err and "9600-9699" in err
