@@ -190,8 +190,11 @@ ALLOW_CONFIG = *
 ALLOW_OWNER = *
 QUEUE_SUPER_USERS = root, condor
 
-# A startd that runs local jobs inside a container.
-START = {start}
+# A startd that runs local jobs inside a container, and never a job meant for a route: the
+# line the README's admin guide gives (the negotiator could match such a job before the
+# router's next poll).
+START = TRUE
+START = $(START) && {start}
 SUSPEND = FALSE
 PREEMPT = FALSE
 KILL = FALSE
@@ -232,6 +235,10 @@ class PersonalPool:
     polling_period: int = 5
     extra_config: str = ""            # appended to the base config (before config.d)
     user: str = TEST_USER
+    # False: none of hpcpull's files (50-, 60-, 90-), e.g. for a plain access point.
+    install_hpcpull_config: bool = True
+    # More files for config.d, name -> text, written after hpcpull's (e.g. pull mode's 70-/71-).
+    config_files: dict[str, str] = field(default_factory=dict)
     pid: Optional[int] = field(default=None, init=False)
 
     @property
@@ -291,8 +298,7 @@ class PersonalPool:
             release=self.release, local=self.local, config_d=self.config_d,
             condor_ids=f"{condor.pw_uid}.{condor.pw_gid}", port=self.port, name=self.name,
             domain=f"{self.name}.hpcpull.test", daemons=daemons, polling=self.polling_period,
-            # Jobs meant for a route never run on the local slots: the negotiator could
-            # match them before the router's next poll.
+            # Jobs meant for a route (hpcpull's, pull mode's) never run on the local slots.
             start="(TARGET.WantHpc =!= true) && (TARGET.WantGateway =!= true)",
         ) + self.extra_config)
         self.install_config_d()
@@ -300,10 +306,13 @@ class PersonalPool:
     def install_config_d(self) -> None:
         """hpcpull's files as the README's admin guide puts them into condor_config.d."""
         shipped = REPO / "condor_config.d"
-        shutil.copy(shipped / "50-hpcpull.conf", self.config_d / "50-hpcpull.conf")
-        (self.config_d / "60-hpcpull-routes.conf").write_text(self.routes_config)
-        (self.config_d / "90-hpcpull-local.conf").write_text(
-            f"HPCPULL_BIN_DIR = {self.bin_dir}\n" + self.local_config)
+        if self.install_hpcpull_config:
+            shutil.copy(shipped / "50-hpcpull.conf", self.config_d / "50-hpcpull.conf")
+            (self.config_d / "60-hpcpull-routes.conf").write_text(self.routes_config)
+            (self.config_d / "90-hpcpull-local.conf").write_text(
+                f"HPCPULL_BIN_DIR = {self.bin_dir}\n" + self.local_config)
+        for name, text in self.config_files.items():
+            (self.config_d / name).write_text(text)
         for path in self.config_d.iterdir():
             path.chmod(0o644)
 
@@ -424,6 +433,21 @@ class PersonalPool:
             time.sleep(2)
             left = self.q(constraint, ["ClusterId", "ProcId", "JobStatus"])
         return left
+
+    def daemon_pid(self, program: str) -> int:
+        """The pid of the daemon ``program`` (e.g. condor_job_router) this pool's master runs."""
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+                exe = os.readlink(f"/proc/{entry}/exe")
+            except (OSError, ValueError):
+                continue
+            if parent == self.pid and os.path.basename(exe) == program:
+                return int(entry)
+        raise RuntimeError(f"no {program} under condor_master {self.pid}")
 
     def router_log_text(self) -> str:
         try:

@@ -55,7 +55,10 @@ class GatewayPool:
     def wait_for(self, predicate: Callable[[], object], timeout: float, what: str, step: float = 1.0):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            value = predicate()
+            try:
+                value = predicate()
+            except RuntimeError:  # a tool failed, e.g. while the schedd restarts: not yet
+                value = None
             if value:
                 return value
             time.sleep(step)
@@ -121,9 +124,16 @@ class GatewayPool:
 
 SLURM_ROUTES = """\
 # The routes of the real-router tests; "Slurm" has the README's form.
-JOB_ROUTER_ROUTE_NAMES = Limited Slurm Other
+JOB_ROUTER_ROUTE_NAMES = Limited Requeue Slurm Other
+# A job Limited gave back (HPCPULL_MAX_IDLE_TIME) is not routed to it again.
 JOB_ROUTER_ROUTE_Limited @=jrt
-  REQUIREMENTS WantHpc =?= true && HpcPullTestRoute =?= "Limited"
+  REQUIREMENTS WantHpc =?= true && HpcPullTestRoute =?= "Limited" && HpcPullUndoneRoutes =?= undefined
+  UNIVERSE VANILLA
+  SET Requirements false
+@jrt
+# A batch job cancelled outside HTCondor is submitted again (HPCPULL_REQUEUE_ON).
+JOB_ROUTER_ROUTE_Requeue @=jrt
+  REQUIREMENTS WantHpc =?= true && HpcPullTestRoute =?= "Requeue"
   UNIVERSE VANILLA
   SET Requirements false
 @jrt
@@ -137,10 +147,11 @@ JOB_ROUTER_ROUTE_Other @=jrt
   REQUIREMENTS WantOther =?= true
   UNIVERSE VANILLA
 @jrt
-HPCPULL_ROUTE_NAMES = Limited Slurm
+HPCPULL_ROUTE_NAMES = Limited Requeue Slurm
 HPCPULL_ROUTE_Limited_MAX_CPUS = 1
 HPCPULL_ROUTE_Limited_MAX_WALLTIME = 0:01:00
 HPCPULL_ROUTE_Limited_MAX_IDLE_TIME = 20
+HPCPULL_ROUTE_Requeue_REQUEUE_ON = CANCELLED
 """
 
 
@@ -185,7 +196,8 @@ def hpcpull_bin_dir(pools_root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def make_gateway_pool(condor_release: Path, pools_root: Path, hpcpull_bin_dir: Path) -> Iterator[Callable[..., GatewayPool]]:
+def make_gateway_pool(condor_release: Path, pools_root: Path,
+                      hpcpull_bin_dir: Path) -> Iterator[Callable[..., GatewayPool]]:
     started: list[PersonalPool] = []
 
     def make(name: str, routes: str, lrms_env: dict[str, str], with_startd: bool = True,
