@@ -1,23 +1,47 @@
-"""A faithful simulation of condor_job_router's hook life cycle, for tests and the demo.
+"""A simulation of condor_job_router's hook life cycle, for fast protocol-level tests.
 
-No HTCondor daemon can run where hpcpull is tested, so this plays the router and the
-schedd around the real hook executables, byte for byte as recorded on a real
-condor_job_router 25.13.2 (reference/routed-copy-recipe.md and htcondor-interfaces.md
-§1.4-1.8):
+The demo and the real-router tests (tests/realrouter/) run the stock condor_job_router of
+a real HTCondor personal pool (hpcpull.testing.personal_pool).  This module plays the
+router and the schedd around the real hook executables in one process, so that tests of
+the hook protocol, crash points, outages and fuzzed input take seconds and need no
+HTCondor and no root.  It feeds the hooks the bytes a real condor_job_router 25.13.2
+sends (captured in tests/fixtures/router-stdin/) and applies their output as the router
+does (src/condor_job_router/JobRouter.cpp, JobRouterHookMgr.cpp, VanillaToGrid.cpp):
 
 * TRANSLATE stdin is the one-line route ad, ``------``, then the source ad as sorted
   old-syntax lines; its output replaces the routed ad, then the router's own edits
   (vanillaToGrid) and the route's SET lines are applied and the copy is "submitted".
+  Exit 0 without output keeps the job claimed: TRANSLATE runs again at the next poll
+  (TranslateClient::hookExited neither submits nor removes the job; JobRouter::SubmitJob
+  runs for every job still CLAIMED).  A non-zero exit or an unparsable line yields it.
 * UPDATE gets the copy; its output goes into the copy and a fixed attribute list is
   mirrored to the source, with execute/evict events on status changes.  A non-zero exit
   stalls the poll; an unparsable line removes the copy.
 * FINALIZE runs once the copy has JobStatus 4 and JobFinishedHookDone; its stdin is the
   source ad, a blank line, ``------``, the copy.  Exit 0 writes the terminate event.
 * CLEANUP runs after finalize, removal or hold; it is retried every poll until it exits 0.
+* A hook killed by a signal counts as exit 0 with whatever it printed: TRANSLATE, UPDATE
+  and FINALIZE look only at ``WEXITSTATUS()`` of the wait status, which is 0 for a death
+  by signal, and CLEANUP tests ``WIFSIGNALED() || !WEXITSTATUS()``
+  (JobRouterHookMgr.cpp, ``*Client::hookExited``).
 * An externally managed copy leaves the queue only once ``Managed`` is "ScheddDone".
 
-This module is not used by the hooks.  The schedd here is a simulation; CLEANUP reaches
-it through the labelled ``ScheddTestDouble`` (HPCPULL_SCHEDD_DOUBLE).
+Where it differs from the real router (use tests/realrouter/ for these):
+
+* Routes are chosen by the test (``route(job, name)``), not by the router matching the
+  routes' REQUIREMENTS in JOB_ROUTER_ROUTE_NAMES order, and without MaxJobs, MaxIdleJobs
+  or failure-rate throttling.
+* Hooks run as the user running the simulation (root in CI, hence HPCPULL_ALLOW_ROOT in
+  ``write_gateway_config``), with that user's environment, not as the job owner with the
+  daemons' environment.
+* One hook at a time, synchronously, and one poll per ``poll()`` call: the real router
+  runs hooks of different jobs concurrently and polls every JOB_ROUTER_POLLING_PERIOD.
+* The schedd is a dictionary: no negotiator, no startd, no user log file (events are
+  strings in ``events``), no SPOOL, no periodic policy expressions, no orphan adoption
+  after a restart; CLEANUP reaches it through the labelled ``ScheddTestDouble``
+  (HPCPULL_SCHEDD_DOUBLE), not through a real schedd.
+
+This module is not used by the hooks.
 """
 
 from __future__ import annotations
@@ -76,8 +100,14 @@ class HookCall:
     stdin: str
     stdout: str
     stderr: str
-    exit_code: int
+    exit_code: int  # subprocess's returncode: negative for a death by signal
     at: float
+
+    @property
+    def router_exit_code(self) -> int:
+        """The exit code the router acts on: ``WEXITSTATUS()`` of the wait status, 0 for a
+        hook killed by a signal (JobRouterHookMgr.cpp, ``*Client::hookExited``)."""
+        return 0 if self.exit_code < 0 else self.exit_code
 
 
 @dataclass
@@ -85,7 +115,7 @@ class RoutedJob:
     source_id: str
     route: str
     copy_id: Optional[str] = None
-    state: str = "submitted"  # submitted -> cleanup -> retired
+    state: str = "submitted"  # route(): claimed -> submitted -> cleanup -> retired
     finalized: bool = False
 
 
@@ -175,6 +205,10 @@ class RouterSim:
     def hook_command(self, hook: str) -> list[str]:
         """The hook executable from the checkout's hooks/, else the installed one on PATH."""
         script = HOOKS_DIR / f"hpcpull-{hook}"
+        if (HOOKS_DIR / f"hpcpull-{hook}-full").exists():
+            # UPDATE's shell front end needs its installed neighbour; the checkout's Python
+            # hook is the full one (the front end has tests of its own).
+            script = HOOKS_DIR / f"hpcpull-{hook}-full"
         if script.exists():
             return [self.python, str(script)]
         installed = shutil.which(f"hpcpull-{hook}")
@@ -219,22 +253,36 @@ class RouterSim:
 
     # ------------------------------------------------------------------ the router
     def route(self, job_id: str, route_name: str) -> RoutedJob:
-        """Claim the job, run TRANSLATE and submit the routed copy."""
+        """Claim the job, run TRANSLATE and submit the routed copy.
+
+        A TRANSLATE that exits 0 without output leaves the job claimed (``copy_id`` None,
+        ``state`` "claimed"): the next ``poll()`` runs TRANSLATE again, as the real router does."""
         src = self.jobs[job_id]
         src["Managed"], src["ManagedManager"] = "External", "jobrouter"
-        routed = RoutedJob(job_id, route_name)
+        routed = RoutedJob(job_id, route_name, state="claimed")
         self.routed[job_id] = routed
-        stdin = f'[ Name = "{route_name}"; TargetUniverse = 5 ]\n------\n' + router_print(src)
-        call = self.run_hook("translate", job_id, stdin)
-        out = self.parse_output(call) if call.exit_code == 0 else None
-        if out is None or len(out) == 0:
-            self._yield(job_id, done=False)  # GracefullyRemoveJob; counted as a route failure
+        self._translate(routed)
+        return routed
+
+    def _translate(self, routed: RoutedJob) -> None:
+        """JobRouter::SubmitJob with the hook, then TranslateClient::hookExited."""
+        src = self.jobs[routed.source_id]
+        stdin = f'[ Name = "{routed.route}"; TargetUniverse = 5 ]\n------\n' + router_print(src)
+        call = self.run_hook("translate", routed.source_id, stdin)
+        if call.router_exit_code != 0:
+            self._yield(routed.source_id, done=False)  # GracefullyRemoveJob; counted as a route failure
             routed.state = "retired"
-            return routed
+            return
+        if not call.stdout:
+            return  # "returned no data": still CLAIMED, TRANSLATE runs again next poll
+        out = self.parse_output(call)
+        if out is None:
+            self._yield(routed.source_id, done=False)  # GracefullyRemoveJob
+            routed.state = "retired"
+            return
         if "JobUniverse" not in out:
             raise AssertionError("TRANSLATE output lacks JobUniverse: the real router would EXCEPT")
         self._submit_copy(routed, out)
-        return routed
 
     def _submit_copy(self, routed: RoutedJob, dest: classad2.ClassAd) -> None:
         now = int(time.time())
@@ -258,6 +306,7 @@ class RouterSim:
         dest["GlobalJobId"] = f"gateway#{cluster}.0#{now}"
         dest["LeaveJobInQueue"] = classad2.ExprTree("JobStatus == 4")
         routed.copy_id = f"{cluster}.0"
+        routed.state = "submitted"
         self.jobs[routed.copy_id] = dest
         self.jobs[routed.source_id]["RoutedToJobId"] = routed.copy_id
 
@@ -299,7 +348,12 @@ class RouterSim:
     def poll(self) -> None:
         """One JOB_ROUTER_POLLING_PERIOD: every routed job takes its next step."""
         for routed in list(self.routed.values()):
-            if routed.state == "submitted":
+            if routed.state == "claimed":
+                if routed.source_id in self.jobs:
+                    self._translate(routed)
+                else:
+                    routed.state = "retired"
+            elif routed.state == "submitted":
                 self._check(routed)
             if routed.state == "cleanup":
                 self._cleanup(routed)
@@ -323,7 +377,7 @@ class RouterSim:
             self._finalize(routed, src, copy)
             return
         call = self.run_hook("update", routed.copy_id or "", router_print(copy))
-        if call.exit_code != 0:
+        if call.router_exit_code != 0:
             return  # nothing else happens this poll
         out = self.parse_output(call)
         if out is None:
@@ -336,7 +390,7 @@ class RouterSim:
 
     def _finalize(self, routed: RoutedJob, src: classad2.ClassAd, copy: classad2.ClassAd) -> None:
         call = self.run_hook("finalize", routed.source_id, router_print(src) + "\n------\n" + router_print(copy))
-        out = self.parse_output(call) if call.exit_code == 0 else None
+        out = self.parse_output(call) if call.router_exit_code == 0 else None
         if out is None:
             src["JobStatus"] = 1  # RerouteJob
             self._yield(routed.source_id, done=False)
@@ -354,7 +408,7 @@ class RouterSim:
         copy = self.jobs.get(routed.copy_id or "")
         if copy is not None:
             call = self.run_hook("cleanup", routed.copy_id or "", router_print(copy))
-            if call.exit_code != 0:
+            if call.router_exit_code != 0:
                 return  # retried every poll
             if not routed.finalized and copy.get("JobStatus") != 4:
                 copy["JobStatus"] = 3  # FinishCleanupJob removes a copy that is not done

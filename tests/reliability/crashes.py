@@ -21,17 +21,12 @@ CLEANUP    FinishCleanupJob: the copy is finished off and the source yielded; CL
            NOT run again
 =========  ===========================================================================
 
-RouterSim treats a negative exit code like a non-zero exit (retry TRANSLATE/CLEANUP,
-reroute on FINALIZE), which the real router does only for a real non-zero exit.  So
-``CrashOnce`` hands RouterSim what the real router sees: exit code 0 and no output.
-RouterSim answers a TRANSLATE with exit 0 and no output by yielding the job, where the
-real router keeps it claimed; the tests then route the job again, which is the same
-TRANSLATE call with the same source ad that the real router makes on its next poll.
+RouterSim reacts to a hook killed by a signal in the same way (``HookCall.router_exit_code``),
+so ``CrashOnce`` hands it the killed call as it is: exit code -9 and no output.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import signal
 import subprocess
@@ -75,7 +70,7 @@ class CrashOnce:
         self.killed.append(call)
         if self.on_crash is not None:
             self.on_crash(call)
-        return dataclasses.replace(call, exit_code=0)  # WEXITSTATUS of a death by signal
+        return call  # RouterSim reads it as the router does: WEXITSTATUS 0, no output
 
 
 def _lines(argv: list[str], env: dict[str, str]) -> list[str]:
