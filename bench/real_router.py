@@ -200,6 +200,7 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
     finally:
         os.replace(real, hook)
         noop.unlink(missing_ok=True)
+    latency = change_latency(pool, slurm_env, args)
     (h_cpu, h_runs), (n_cpu, n_runs) = totals["hpcpull"], totals["noop"]
     per_h, per_n = h_cpu / max(h_runs, 1), n_cpu / max(n_runs, 1)
     seconds = 2 * args.rounds * args.window
@@ -216,8 +217,35 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
             f"poller (schedd cron, every {args.poller_period} s): {number(polls * 1000)} ms CPU per run "
             f"({number(poller_cpu / seconds)} cores)",
             f"jobs still queued: {len(left)} of {args.jobs}",
+            f"a waiting batch job that started reached condor_q as running after {latency} "
+            f"(bound: polling {args.polling} s + poller {args.poller_period} s)",
         ],
     )
+
+
+def change_latency(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Namespace) -> str:
+    """Seconds from a batch job's start in Slurm until condor_q shows its job running: one
+    running batch job is cancelled, so that a waiting one starts."""
+    def states() -> dict[str, str]:
+        out = subprocess.run(["squeue", "-h", "-a", "-o", "%i %T %j"], env=slurm_env, capture_output=True,
+                             text=True, timeout=60).stdout
+        rows = (line.split() for line in out.splitlines())
+        return {f[0]: f[1] for f in rows if f[2:] and f[2].startswith("hpcpull-")}
+    before = states()
+    running = [i for i, state in before.items() if state == "RUNNING"]
+    waiting = {i for i, state in before.items() if state == "PENDING"}
+    if not running or not waiting:
+        return "n/a (no waiting batch job)"
+    subprocess.run(["scancel", running[0]], env=slurm_env, capture_output=True, timeout=60)
+    started = wait_for(lambda: [i for i, state in states().items() if i in waiting and state == "RUNNING"],
+                       120, "a waiting batch job to start", step=0.5)[0]
+    t0 = time.time()
+
+    def shown() -> bool:
+        copies = pool.q(f'HpcPullBatchJobId == "{started}"', ["JobStatus"])
+        return bool(copies) and copies[0]["JobStatus"] == 2
+    wait_for(shown, 3 * (args.polling + args.poller_period) + 60, "condor_q to show it running", step=0.5)
+    return f"{number(time.time() - t0)} s"
 
 
 def run(args: argparse.Namespace) -> list[Result]:

@@ -21,6 +21,7 @@ from .launch import LaunchStep, check_launcher, parse_launcher
 # Knobs a route may override, with their defaults (strings, as in a config file).
 ROUTE_KNOBS: dict[str, str] = {
     "LRMS": "slurm",
+    "SUBMIT_AT_ROUTING": "true",
     "SCRATCH_ROOT": "/scratch/hpcpull",
     "PARTITION": "",
     "ACCOUNT": "",
@@ -196,6 +197,7 @@ class RouteSettings:
     link_inputs: str
     keep_failed_jobs: bool = True   # failed jobs' directories are moved to <root>/<Owner>/failed/
     keep_hook_io: bool = False      # each hook's last stdin/stdout/stderr in .hpcpull/hook-io/
+    submit_at_routing: bool = True  # TRANSLATE submits; else the first UPDATE does
     # Route maxima (None: no limit).  A job asking for more is refused with the reason.
     max_cpus: Optional[int] = None
     max_memory_mb: Optional[int] = None
@@ -352,6 +354,7 @@ class Config:
             keep_job_dirs=_as_bool("HPCPULL_KEEP_JOB_DIRS", knob("KEEP_JOB_DIRS")),
             keep_failed_jobs=_as_bool("HPCPULL_KEEP_FAILED_JOBS", knob("KEEP_FAILED_JOBS")),
             keep_hook_io=_as_bool("HPCPULL_KEEP_HOOK_IO", knob("KEEP_HOOK_IO")),
+            submit_at_routing=_as_bool("HPCPULL_SUBMIT_AT_ROUTING", knob("SUBMIT_AT_ROUTING")),
             link_inputs=link_inputs,
             max_cpus=_as_limit("HPCPULL_MAX_CPUS", knob("MAX_CPUS")),
             max_memory_mb=_as_limit("HPCPULL_MAX_MEMORY", knob("MAX_MEMORY")),

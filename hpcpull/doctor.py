@@ -155,8 +155,8 @@ def executable_problems(path: str, what: str, runs_as: str = "the job owners") -
         st = os.stat(path)
     except OSError as exc:
         return [(FAIL, f"{path}: {exc.strerror}: HTCondor treats {what} as not configured",
-                 "install hpcpull (pip puts the executables in HPCPULL_BIN_DIR, default /usr/local/bin) "
-                 "or set HPCPULL_BIN_DIR to the directory that holds them")]
+                 "install hpcpull (the README's venv puts the executables in HPCPULL_BIN_DIR, default "
+                 "/opt/hpcpull/bin) or set HPCPULL_BIN_DIR to the directory that holds them")]
     if not stat.S_ISREG(st.st_mode):
         return [(FAIL, f"{path} is not a regular file", f"point the knob at the {what} executable")]
     if st.st_mode & stat.S_IWOTH:
@@ -478,7 +478,7 @@ class Doctor:
         if POLLER not in joblist:
             self.add(WARN, "poller", f"SCHEDD_CRON_{POLLER}_EXECUTABLE is set but {POLLER} is not in "
                                      "SCHEDD_CRON_JOBLIST: the schedd never runs it",
-                     f"SCHEDD_CRON_JOBLIST = $(SCHEDD_CRON_JOBLIST) {POLLER}, then condor_restart -daemon schedd "
+                     f"SCHEDD_CRON_JOBLIST = $(SCHEDD_CRON_JOBLIST) {POLLER}, then condor_restart -schedd "
                      "(the list is read at start-up only)")
             return
         period = _cron_period(self.lookup(f"SCHEDD_CRON_{POLLER}_PERIOD"))
@@ -886,7 +886,7 @@ class Doctor:
         elif age >= 2 * max_age:
             self.add(WARN, name, f"the newest snapshot ({path.name}) is {_age(age)} old, more than twice "
                                  f"HPCPULL_STATUS_MAX_AGE ({max_age:g} s)",
-                     "is the schedd cron poller running (SCHEDD_CRON_HPCPULL_*; condor_restart -daemon schedd "
+                     "is the schedd cron poller running (SCHEDD_CRON_HPCPULL_*; condor_restart -schedd "
                      "after changing SCHEDD_CRON_JOBLIST)? Hooks refresh it only while jobs are routed")
         elif not snap.ok:
             self.add(WARN, name, f"the newest snapshot ({path.name}, {_age(age)} old) is a failed query: "

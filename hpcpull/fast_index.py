@@ -5,7 +5,7 @@ The job router runs one UPDATE_JOB_INFO process per routed job per polling perio
 and almost always nothing has changed.  The schedd-cron poller, running as root or condor,
 keeps one small file per waiting or running hpcpull batch job::
 
-    <HPCPULL_STATUS_CACHE_DIR>/<lrms>-index/valid-until     epoch until which the index holds
+    <HPCPULL_STATUS_CACHE_DIR>/<lrms>-index/valid-until     "<valid until> <taken at>" (epochs)
     <HPCPULL_STATUS_CACHE_DIR>/<lrms>-index/<batch job id>  "1" (waiting) or "2" (running)
 
 The values are the routed copy's JobStatus for that batch state, so the UPDATE hook's shell
@@ -13,7 +13,8 @@ front end (hooks/hpcpull-update) compares the copy's JobStatus on stdin with one
 prints nothing when they agree.  The full Python hook runs on anything else, and puts into
 the routed ad what the front end needs: ``HpcPullFastIndex`` (the index directory, only if
 only root or condor can write it) and ``HpcPullFullCheckAt`` (when the full hook must look
-again on its own: the idle limit, credential renewal; 0 = never).
+again on its own: the idle limit, credential renewal; 0 = never) and ``HpcPullSubmittedAt``
+(a batch job submitted after the index's snapshot is not in it yet, and is taken as waiting).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def copy_status(state: BatchState) -> Optional[int]:
 # --------------------------------------------------------------------------- the poller
 
 
-def write_index(directory: Path, jobs: Mapping[str, BatchJobStatus], valid_until: float,
+def write_index(directory: Path, jobs: Mapping[str, BatchJobStatus], taken_at: float, valid_until: float,
                 is_ours: Iterable[str] = ()) -> int:
     """Bring the index up to date with one snapshot; returns how many entries changed.
 
@@ -84,7 +85,7 @@ def write_index(directory: Path, jobs: Mapping[str, BatchJobStatus], valid_until
             pass
         changed += 1
     write_atomically(directory / MANIFEST, json.dumps(wanted), mode=0o644, durable=False)
-    write_atomically(directory / VALID_UNTIL, f"{int(valid_until)}\n", mode=0o644, durable=False)
+    write_atomically(directory / VALID_UNTIL, f"{int(valid_until)} {int(taken_at)}\n", mode=0o644, durable=False)
     return changed
 
 
@@ -107,7 +108,7 @@ def _read_manifest(directory: Path) -> dict[str, int]:
 def invalidate(directory: Path) -> None:
     """The batch system did not answer: the front end must not trust the index any more."""
     try:
-        write_atomically(directory / VALID_UNTIL, "0\n", mode=0o644, durable=False)
+        write_atomically(directory / VALID_UNTIL, "0 0\n", mode=0o644, durable=False)
     except OSError:
         pass
 

@@ -19,8 +19,10 @@ CRASH_POINTS = (
     "translate:staged-one-input",      # in the middle of staging the input sandbox
     "translate:before-swap",           # sandbox staged, not yet moved into place
     "translate:before-control-files",  # sandbox in place, no script yet
-    "update:before-submit",            # submission token recorded, batch command not run
-    "update:after-submit",             # batch job exists, its id not recorded
+    "translate:before-submit",         # submission token recorded, batch command not run
+    "translate:after-submit",          # batch job exists, its id not recorded
+    "update:before-submit",            # the same, where UPDATE submits (HPCPULL_SUBMIT_AT_ROUTING
+    "update:after-submit",             # = false, or a submission TRANSLATE left to UPDATE)
     "update:after-record",             # id recorded, the router not told
     "finalize:returned-one-output",    # in the middle of returning the output sandbox
     "cleanup:after-cancel",            # batch job cancelled, copy not handed back

@@ -318,7 +318,7 @@ def translate(text: str, config: Config) -> HookResult:
 
         request = resource_request(source, route)
         _finish_abandoned_cleanups(job.path.parent.parent, route, config.gateway())
-        adopted = _adopt_parked(job, source, route, config.gateway())
+        adopted = _adopt_earlier_submission(job, source, route, config.gateway())
         if not adopted:
             _prepare_job_dir(source, route, job, _spool_dir())
         routed["HpcPullJobDir"] = str(job.path)
@@ -331,6 +331,16 @@ def translate(text: str, config: Config) -> HookResult:
               else f"route {route.name}: staged sandbox and rendered {jd.BATCH_SCRIPT}")
         _event(config.gateway(), "ROUTED", routed, job_dir=job.path, owner=owner,
                submitter=string_attr(source, "SubmitterId"), adopted=adopted or None)
+        state: Optional[SubmissionState] = None
+        if adopted:
+            state = load_state(job)
+        elif route.submit_at_routing:
+            state = _submit_at_routing(job, routed, route, config.gateway())
+        if state is not None and state.batch_job_id:
+            routed["HpcPullBatchJobId"] = state.batch_job_id
+            for attr, value in _fast_path_attributes(routed, state, Observation(Phase.PENDING), route,
+                                                     config.gateway(), time.time()).items():
+                routed[attr] = value
     except JobRejected as rejected:
         # The job itself is at fault: route it anyway so UPDATE holds it with this reason
         # (a failing TRANSLATE would only leave it idle and retried forever).
@@ -344,18 +354,22 @@ def translate(text: str, config: Config) -> HookResult:
     return HookResult(format_ad(routed), 0, messages)
 
 
-def _adopt_parked(job: jd.JobDir, source: classad2.ClassAd, route: RouteSettings,
-                  gateway: GatewaySettings) -> Optional[str]:
-    """The job is routed again after CLEANUP parked it (see _cleanup_verdict): keep its job
-    directory and its batch job -- running, or ended with its exit_status -- so that it runs
-    once.  Returns the adopted batch job's id (or token), None if there is nothing to adopt."""
+def _adopt_earlier_submission(job: jd.JobDir, source: classad2.ClassAd, route: RouteSettings,
+                              gateway: GatewaySettings) -> Optional[str]:
+    """The job is routed again while an earlier routing's batch job still counts: CLEANUP
+    parked it (see _cleanup_verdict), or an earlier TRANSLATE submitted it and died before
+    the router read its output (a TRANSLATE killed by a signal with no output leaves the job
+    claimed, and the router runs TRANSLATE again: JobRouterHookMgr.cpp
+    TranslateClient::hookExited).  Keep the job directory and that batch job -- waiting,
+    running, or ended with its exit_status -- so that the job runs once.  Returns the adopted
+    batch job's id (or token), None if there is nothing to adopt."""
     if not job.control.is_dir():
         return None
     with JobLock(job, wait=gateway.command_timeout_s) as lock:
         if not lock.acquired:
             raise ConfigError(f"job directory {job.path} is busy in another hook")
         state = load_state(job)
-        if not state.parked:
+        if state.cleaned or not (state.parked or state.batch_job_id or state.token):
             return None
         try:
             saved = parse_old_ad(job.file(jd.JOB_AD).read_text(encoding="utf-8"), "saved job ad")
@@ -376,6 +390,31 @@ def _adopt_parked(job: jd.JobDir, source: classad2.ClassAd, route: RouteSettings
         save_state(job, state)
     _parked_marker(job).unlink(missing_ok=True)
     return state.batch_job_id or state.token or "(being submitted)"
+
+
+def _submit_at_routing(job: jd.JobDir, routed: classad2.ClassAd, route: RouteSettings,
+                       gateway: GatewaySettings) -> Optional[SubmissionState]:
+    """Submit the batch script now, in the process that rendered it: the job's first UPDATE
+    then only reports.  Exactly once as in UPDATE (submission.py); a throttle, a busy job
+    directory or a batch system that does not take the job now leaves the submission to
+    UPDATE, which waits, retries or holds the job with the batch system's answer."""
+    batch = _batch(route, gateway)
+    if _throttled(route, gateway, batch):
+        return None
+    source_job_id = _job_id(routed)  # TRANSLATE: still the source job's ClusterId and ProcId
+    with JobLock(job) as lock:
+        if not lock.acquired:
+            return None
+        try:
+            job_id = submit_once(job, batch, job.file(jd.BATCH_SCRIPT), source_job_id, route.name, "translate")
+        except LrmsError as exc:
+            _note(job, "translate", f"submit failed, UPDATE tries again: {exc}")
+            return None
+        _record_submission(gateway, route)
+        state = load_state(job)
+    _note(job, "translate", f"submitted batch job {job_id}")
+    _event(gateway, "SUBMITTED", routed, batch_job=job_id, lrms=batch.name)
+    return state
 
 
 def _spool_dir() -> str:
@@ -572,6 +611,8 @@ def _fast_path_attributes(copy: classad2.ClassAd, state: SubmissionState, seen: 
         updates["HpcPullFastIndex"] = index if index else classad2.ExprTree("undefined")
     if index and (check_at != current_check or "HpcPullFullCheckAt" not in copy):
         updates["HpcPullFullCheckAt"] = check_at
+    if index and state.submitted_at and int(state.submitted_at) != int_attr(copy, "HpcPullSubmittedAt"):
+        updates["HpcPullSubmittedAt"] = int(state.submitted_at)
     return updates
 
 
@@ -639,7 +680,9 @@ def _undo_routing(job: jd.JobDir, state: SubmissionState, copy: classad2.ClassAd
     reason = (f"hpcpull: batch job {state.batch_job_id} waited {waited} s in {batch.name} "
               f"(route {route.name} gives jobs back after {route.max_idle_s} s)")
     _note(job, "update", reason)
-    _remove_job_dir(job)
+    # The directory stays until CLEANUP: the router's next UPDATE still gets the copy as it
+    # was before this removal (JobRouter.cpp refreshes dest_ad from its queue mirror), and
+    # finds it cleaned, not missing.
     outcome = schedd.remove(_job_id(copy), reason)
     _event(gateway, "UNDONE", copy, batch_job=state.batch_job_id, waited_s=waited, outcome=outcome)
     return HookResult(messages=[f"gave job {string_attr(copy, 'RoutedFromJobId')} back: {reason}"])
@@ -654,8 +697,8 @@ def _held(copy: classad2.ClassAd, config: Config) -> HookResult:
     route, gateway = config.route(string_attr(copy, "RouteName")), config.gateway()
     schedd = gateway_schedd(gateway.schedd_double)
     source_status = schedd.job_status(string_attr(copy, "RoutedFromJobId"))
-    if source_status is None or source_status == HELD:
-        return HookResult()  # still held, or the schedd cannot tell now: ask next poll
+    if source_status in (None, HELD, REMOVED):
+        return HookResult()  # still held, the schedd cannot tell now (ask next poll), or removed (CLEANUP)
     job = _own_job_dir(copy)
     if job is not None and job.control.is_dir():
         with JobLock(job) as lock:

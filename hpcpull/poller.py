@@ -211,7 +211,7 @@ def _update_index(gateway: GatewaySettings, lrms: str, jobs: dict[str, BatchJobS
     ours = [job_id for job_id, status in jobs.items() if _is_hpcpull_job(status)]
     directory = fast_index.index_dir(gateway.status_cache_dir, lrms)
     try:
-        fast_index.write_index(directory, jobs, now + gateway.status_max_age_s, ours)
+        fast_index.write_index(directory, jobs, now, now + gateway.status_max_age_s, ours)
     except OSError:
         fast_index.invalidate(directory)  # the front end then hands every poll to the full hook
 

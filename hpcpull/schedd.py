@@ -57,7 +57,11 @@ class HTCondorSchedd:
         outcome = self.edit(job_id, "Managed", MANAGED_DONE)
         # Expected to fail when the copy is already gone or the schedd is restarting: the
         # router removes the copy itself, and UPDATE's completed set yields it too.
-        return f"handed {job_id} back to the schedd" if outcome.startswith("set") else outcome
+        if outcome.startswith("set"):
+            return f"handed {job_id} back to the schedd"
+        if "nonexistent job" in outcome:
+            return f"{job_id} had already left the queue"
+        return outcome
 
     def job_status(self, job_id: str) -> Optional[int]:
         try:

@@ -122,10 +122,12 @@ def recover(job: JobDir, state: SubmissionState, batch: BatchSystem, source_job_
     return False
 
 
-def submit_once(job: JobDir, batch: BatchSystem, script: Path, source_job_id: str, route: str = "") -> str:
+def submit_once(job: JobDir, batch: BatchSystem, script: Path, source_job_id: str, route: str = "",
+                hook: str = "update") -> str:
     """Return the batch job id, submitting only if no job was ever submitted.
 
-    The caller holds the JobLock.  Errors from the batch system propagate (LrmsError).
+    The caller (the ``hook`` TRANSLATE or UPDATE) holds the JobLock.  Errors from the batch
+    system propagate (LrmsError).
     """
     state = load_state(job)
     if recover(job, state, batch, source_job_id):
@@ -135,9 +137,9 @@ def submit_once(job: JobDir, batch: BatchSystem, script: Path, source_job_id: st
     state.job_name = batch_job_name(source_job_id, state.token, route)
     state.submitted_at = time.time()
     save_state(job, state)  # recorded *before* submitting: see the module docstring
-    crash_point("update:before-submit")
+    crash_point(f"{hook}:before-submit")
     job_id = batch.submit(script, state.job_name, job.path, job.file(BATCH_OUTPUT))
-    crash_point("update:after-submit")
+    crash_point(f"{hook}:after-submit")
     state.batch_job_id = job_id
     save_state(job, state)
     return job_id

@@ -68,8 +68,9 @@ def test_translate_of_the_real_router_input(gateway, tmp_path):
     routed = parse_old_ad(call.stdout)
     assert routed["JobUniverse"] == 5
     assert (routed["Managed"], routed["ManagedManager"]) == ("External", "hpcpull")
-    for dropped in ("RoutedToJobId", "ShadowBday", "HoldReason", "LastJobStatus", "HpcPullBatchJobId"):
+    for dropped in ("RoutedToJobId", "ShadowBday", "HoldReason", "LastJobStatus"):
         assert dropped not in routed, dropped
+    assert routed["HpcPullBatchJobId"] != "77", "the stale batch job id is dropped; TRANSLATE submitted anew"
     assert routed["NumJobStarts"] == 0 and "JobRunCount" not in source or routed["JobRunCount"] == 0
     job_dir = Path(routed["HpcPullJobDir"])
     assert job_dir == gateway.scratch / "alice" / "78" / "0"
@@ -90,6 +91,83 @@ def test_simulated_copy_matches_the_real_routers_copy(gateway, tmp_path):
     assert set(ours.keys()) | {"Managed", "ManagedManager"} == set(real_copy.keys())
     for same in ("Requirements", "LeaveJobInQueue", "Remote_JobUniverse", "TotalSubmitProcs", "CompletionDate"):
         assert str(ours.lookup(same)) == str(real_copy.lookup(same)), same
+
+
+def _scripted_router(tmp_path, **scripts):
+    """RouterSim around shell scripts standing in for the hooks (hook name -> script body;
+    ``$STATE`` is a directory the scripts may keep counters in): tests of the simulation itself."""
+    from hpcpull.routersim import RouterSim
+
+    state = tmp_path / "hook-state"
+    state.mkdir()
+    paths = {}
+    for hook, body in scripts.items():
+        paths[hook] = tmp_path / f"fake-{hook}.sh"
+        paths[hook].write_text(f"STATE={state}\n{body}")
+    router = RouterSim(env={"PATH": os.environ["PATH"]}, workdir=tmp_path)
+    router.hook_command = lambda hook: ["/bin/sh", str(paths[hook])]  # type: ignore[method-assign]
+    return router
+
+
+ECHO_SOURCE = "sed '1,/^------$/d'\n"  # TRANSLATE that hands the job through unchanged
+KILLED = "kill -KILL $$\n"
+
+
+def _plain_job():
+    return classad2.ClassAd({"Owner": "alice", "JobUniverse": 5, "Cmd": "/bin/true", "Iwd": "/tmp"})
+
+
+def test_simulated_router_keeps_a_job_claimed_when_translate_prints_nothing(tmp_path):
+    """Harness fidelity: TRANSLATE exiting 0 without output neither submits nor yields the
+    job (JobRouterHookMgr.cpp, TranslateClient::hookExited); the next poll runs it again."""
+    router = _scripted_router(tmp_path, translate=(
+        'if [ -e "$STATE/once" ]; then ' + ECHO_SOURCE.strip() + '; else touch "$STATE/once"; cat >/dev/null; fi\n'))
+    job = router.submit(_plain_job())
+    routed = router.route(job, "Other")
+    assert (routed.state, routed.copy_id) == ("claimed", None)
+    assert (router.jobs[job]["Managed"], router.jobs[job]["JobStatus"]) == ("External", 1)
+    router.poll()
+    assert routed.state == "submitted" and routed.copy_id in router.jobs
+    assert [c.hook for c in router.calls] == ["translate", "translate"]
+    assert router.jobs[routed.copy_id]["RoutedFromJobId"] == job
+
+
+def test_simulated_router_yields_a_job_whose_translate_fails(tmp_path):
+    router = _scripted_router(tmp_path, translate="cat >/dev/null; exit 1\n")
+    job = router.submit(_plain_job())
+    routed = router.route(job, "Other")
+    assert (routed.state, routed.copy_id) == ("retired", None)
+    assert router.jobs[job]["Managed"] == "Schedd"
+    router.poll()
+    assert [c.hook for c in router.calls] == ["translate"], "a yielded job is not translated again"
+
+
+def test_simulated_router_counts_a_hook_killed_by_a_signal_as_done(tmp_path):
+    """Harness fidelity: a hook killed by a signal is WEXITSTATUS 0 to the router
+    (JobRouterHookMgr.cpp: TRANSLATE, UPDATE and FINALIZE test WEXITSTATUS only, CLEANUP
+    WIFSIGNALED || !WEXITSTATUS): a killed UPDATE is a poll without news, a killed FINALIZE
+    still writes the terminate event, a killed CLEANUP is not run again."""
+    finished = "JobStatus = 4\nJobFinishedHookDone = 1700000000\nExitCode = 3\nExitBySignal = false\n"
+    router = _scripted_router(
+        tmp_path,
+        translate=ECHO_SOURCE,
+        update=f'if [ -e "$STATE/once" ]; then printf \'{finished}\'; else touch "$STATE/once"; {KILLED.strip()}; fi\n',
+        finalize=KILLED,
+        cleanup=KILLED,
+    )
+    job = router.submit(_plain_job())
+    routed = router.route(job, "Other")
+    router.poll()  # the killed UPDATE: nothing changes, the copy stays
+    assert [(c.hook, c.exit_code) for c in router.calls] == [("translate", 0), ("update", -9)]
+    assert routed.state == "submitted" and router.jobs[routed.copy_id]["JobStatus"] == 1
+    assert router.jobs[job]["JobStatus"] == 1
+    router.run_until(lambda r: not r.in_queue(job), timeout=30, period=0)
+    router.poll()
+    assert [(c.hook, c.exit_code) for c in router.calls] == [
+        ("translate", 0), ("update", -9), ("update", 0), ("finalize", -9), ("cleanup", -9)]
+    assert router.events[job][-1] == "005 terminated normally (return value 3)"
+    assert router.history[job]["JobStatus"] == 4 and router.history[job]["Managed"] == "ScheddDone"
+    assert routed.state == "retired"
 
 
 # ---------------------------------------------------------------- bad input
@@ -216,6 +294,7 @@ def _routed_copy(gateway, tmp_path, script="sleep 2\n"):
 
 
 def test_repeated_and_concurrent_updates_submit_once(gateway, tmp_path):
+    gateway.env["_CONDOR_HPCPULL_SUBMIT_AT_ROUTING"] = "false"  # the first UPDATE submits
     job, routed, copy = _routed_copy(gateway, tmp_path)
     stdin = router_print(copy)
     with ThreadPoolExecutor(8) as pool:
@@ -228,6 +307,7 @@ def test_repeated_and_concurrent_updates_submit_once(gateway, tmp_path):
 
 
 def test_crash_between_sbatch_and_recording_the_id_is_repaired(gateway, tmp_path):
+    gateway.env["_CONDOR_HPCPULL_SUBMIT_AT_ROUTING"] = "false"  # the first UPDATE submits
     job, routed, copy = _routed_copy(gateway, tmp_path)
     job_dir = JobDir(Path(copy["HpcPullJobDir"]))
     # What a hook killed right after sbatch returned leaves behind: a token, a job, no id.
@@ -247,6 +327,7 @@ def test_crash_between_sbatch_and_recording_the_id_is_repaired(gateway, tmp_path
 
 
 def test_crash_before_sbatch_submits_afresh(gateway, tmp_path):
+    gateway.env["_CONDOR_HPCPULL_SUBMIT_AT_ROUTING"] = "false"  # the first UPDATE submits
     job, routed, copy = _routed_copy(gateway, tmp_path)
     job_dir = JobDir(Path(copy["HpcPullJobDir"]))
     save_state(job_dir, SubmissionState(token="deadbeef0000", submitted_at=time.time()))
@@ -259,6 +340,7 @@ def test_crash_before_sbatch_submits_afresh(gateway, tmp_path):
 def test_cleanup_is_idempotent_and_hands_the_copy_back(gateway, tmp_path):
     job, routed, copy = _routed_copy(gateway, tmp_path, "sleep 120\n")
     gateway.run_until(lambda r: r.jobs[job].get("JobStatus") == 2, timeout=60)
+    gateway.jobs[job]["JobStatus"] = 3  # the user removed the job: CLEANUP cancels and cleans
     stdin = router_print(gateway.jobs[routed.copy_id])
     results = [gateway.run_hook("cleanup", routed.copy_id, stdin) for _ in range(3)]
     assert [c.exit_code for c in results] == [0, 0, 0]
@@ -267,9 +349,38 @@ def test_cleanup_is_idempotent_and_hands_the_copy_back(gateway, tmp_path):
     assert {(e["job"], e["attr"], e["value"]) for e in edits} == {(routed.copy_id, "Managed", '"ScheddDone"')}
 
 
+def test_cleanup_of_a_job_the_router_gives_back_keeps_its_batch_job_for_the_reroute(gateway, tmp_path):
+    """The router gives a job back after a failure of its own (its source job is still
+    running): CLEANUP parks the batch job, and the re-route adopts it instead of submitting
+    the job again; while the schedd cannot say, CLEANUP waits."""
+    job, routed, copy = _routed_copy(gateway, tmp_path, "sleep 120\n")
+    gateway.run_until(lambda r: r.jobs[job].get("JobStatus") == 2, timeout=60)
+    batch_id = gateway.jobs[routed.copy_id]["HpcPullBatchJobId"]
+    stdin = router_print(gateway.jobs[routed.copy_id])
+    queue = Path(f"{gateway.workdir / 'schedd-double.jsonl'}.queue.json")
+    gateway._publish_queue()
+    queue.unlink()  # the schedd does not answer
+    waiting = subprocess.run(gateway.hook_command("cleanup"), input=stdin.encode(), capture_output=True,
+                             env=gateway.env, cwd=gateway.workdir, timeout=120)
+    assert waiting.returncode == 1 and b"schedd cannot tell" in waiting.stderr
+    call = gateway.run_hook("cleanup", routed.copy_id, stdin)
+    assert call.exit_code == 0 and "kept batch job" in call.stderr
+    assert Path(copy["HpcPullJobDir"]).exists()
+    state = json.loads(JobDir(Path(copy["HpcPullJobDir"])).file("state.json").read_text())
+    assert state["parked"] and state["batch_job_id"] == batch_id
+    source = gateway.jobs[job]
+    source_text = router_print(source)
+    again = gateway.run_hook("translate", job, f'[ Name = "Slurm"; TargetUniverse = 5 ]\n------\n{source_text}')
+    assert again.exit_code == 0, again.stderr
+    assert "adopted" in "".join(p.read_text() for p in gateway.workdir.glob("log/hpcpull/HpcPullLog*"))
+    assert len(batch_jobs_of(gateway, job)) == 1
+    assert not json.loads(JobDir(Path(copy["HpcPullJobDir"])).file("state.json").read_text())["parked"]
+
+
 def test_cleanup_retries_while_slurm_cannot_be_reached(gateway, tmp_path):
     job, routed, copy = _routed_copy(gateway, tmp_path, "sleep 120\n")
     gateway.run_until(lambda r: r.jobs[job].get("JobStatus") == 2, timeout=60)
+    gateway.jobs[job]["JobStatus"] = 3  # the user removed the job
     stdin = router_print(gateway.jobs[routed.copy_id])
     dead = tmp_path / "dead-slurm.conf"
     # the same cluster, but a controller port nobody listens on (the unused slurmdbd port)

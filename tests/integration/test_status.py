@@ -169,7 +169,7 @@ def test_status_lists_finished_held_and_running_jobs_and_tells_their_stories(thr
     job_dir = router.scratch / owner / running.split(".")[0] / "0"
     assert f"job directory         {job_dir}\n" in running_story
     assert f"batch script          {job_dir}/.hpcpull/job.sh\n" in running_story
-    assert f"update: submitted batch job {batch_running}" in running_story  # from hook.log
+    assert f"translate: submitted batch job {batch_running}" in running_story  # from hook.log (TRANSLATE submits)
     assert "Files staged (input-manifest.json):" in running_story
     assert f"batch system output   {job_dir}/.hpcpull/batch.out" in running_story
 

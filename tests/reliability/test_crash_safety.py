@@ -130,11 +130,11 @@ def _damage_check(router: RouterSim, source: str, submit: Path, point: str) -> C
         elif point == "translate:before-control-files":
             assert not staging and (job.path / "input.txt").is_file()
             assert not job.file(jd.BATCH_SCRIPT).exists() and not job.file(jd.LAUNCHER).exists()
-        elif point == "update:before-submit":
+        elif point.endswith(":before-submit"):
             state = _state(job)
             assert state["token"] and state["job_name"] and state["batch_job_id"] is None
             assert batch_jobs(router, source) == {}, "killed before sbatch: no batch job"
-        elif point == "update:after-submit":
+        elif point.endswith(":after-submit"):
             state = _state(job)
             assert state["batch_job_id"] is None
             assert list(batch_jobs(router, source).values()) == [state["job_name"]], "sbatch ran, id unrecorded"
@@ -187,13 +187,16 @@ def _assert_one_clean_run(router: RouterSim, source: str, submit: Path, point: s
 @pytest.mark.parametrize("point", _point_params())
 def test_hook_killed_at_crash_point_loses_nothing_and_submits_once(point: str, gateway: RouterSim,
                                                                    tmp_path: Path) -> None:
+    if point in ("update:before-submit", "update:after-submit", "update:after-record"):
+        gateway.env["_CONDOR_HPCPULL_SUBMIT_AT_ROUTING"] = "false"  # UPDATE submits
     source, submit = _submit_job(gateway, tmp_path)
     crash = CrashOnce(gateway, point, on_crash=_damage_check(gateway, source, submit, point))
     routed = gateway.route(source, ROUTE)
     if point.startswith("translate:"):
         assert crash.killed and routed.copy_id is None, "TRANSLATE was killed: no copy was submitted"
-        # The real router keeps the job claimed and runs TRANSLATE again on its next poll.
-        routed = gateway.route(source, ROUTE)
+        # The router keeps the job claimed and runs TRANSLATE again on its next poll.
+        assert routed.state == "claimed" and gateway.jobs[source]["Managed"] == "External"
+        gateway.poll()
     assert routed.copy_id is not None, gateway.calls[-1].stderr
     gateway.run_until(finished(gateway, source), timeout=90)
     assert [c.hook for c in crash.killed] == [crash.hook], f"{point} was never reached"
@@ -218,6 +221,7 @@ def _crash_after_sbatch_and_wait_for_the_end(router: RouterSim, source: str, ren
     nothing: as when slurmctld has forgotten the job (MinJobAge) and there is no accounting.
     The new name keeps the hpcpull-<route>-<job>-<token> form, so batch_jobs still counts it.
     """
+    router.env["_CONDOR_HPCPULL_SUBMIT_AT_ROUTING"] = "false"  # UPDATE submits
     crash = CrashOnce(router, "update:after-submit")
     router.route(source, ROUTE)
     router.poll()  # the first UPDATE: sbatch, then killed before recording the id

@@ -501,8 +501,13 @@ def fuzz_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzGatew
             "HPCPULL_SCHEDD_DOUBLE": str(gateway_dir / "schedd-double.jsonl"),
             "HPCPULL_LRMS_ENVIRONMENT": f"PATH={no_batch}",
             "HPCPULL_ROUTE_Slurm_PARTITION": "debug",
+            # No batch system here: TRANSLATE would only record failed submissions, and
+            # UPDATE's submission path is fuzzed all the same.
+            "HPCPULL_SUBMIT_AT_ROUTING": "false",
         },
     )
+    # The schedd test double's queue: empty, as if the source jobs had left it (CLEANUP asks).
+    (gateway_dir / "schedd-double.jsonl.queue.json").write_text("{}")
     old_config, old_cwd = os.environ.get("CONDOR_CONFIG"), os.getcwd()
     os.environ["CONDOR_CONFIG"] = str(config)
     htcondor2.reload_config()

@@ -65,8 +65,8 @@ def test_shipped_files_load_and_hooks_resolve(tmp_path):
                    "HPCPULL_ROUTE_NAMES", "JOB_ROUTER_ROUTE_Short", "HPCPULL_STATUS_CACHE_DIR",
                    "HPCPULL_ATTRS_TO_COPY")
     assert values["JOB_ROUTER_HOOK_KEYWORD"] == "HPCPULL"
-    assert values["HPCPULL_HOOK_TRANSLATE_JOB"] == "/usr/local/bin/hpcpull-translate"
-    assert values["HPCPULL_HOOK_JOB_CLEANUP"] == "/usr/local/bin/hpcpull-cleanup"
+    assert values["HPCPULL_HOOK_TRANSLATE_JOB"] == "/opt/hpcpull/bin/hpcpull-translate"
+    assert values["HPCPULL_HOOK_JOB_CLEANUP"] == "/opt/hpcpull/bin/hpcpull-cleanup"
     assert values["HPCPULL_ROUTE_NAMES"] == "Gpu Mpi Short Long"
     assert "SET Requirements false" in values["JOB_ROUTER_ROUTE_Short"]
     assert values["HPCPULL_STATUS_CACHE_DIR"] == f"{tmp_path}/lib/hpcpull/status"

@@ -32,9 +32,11 @@ def install_scripts(bin_dir: Path) -> Path:
     bin_dir.mkdir(parents=True, exist_ok=True)
     for script in sorted((REPO / "hooks").glob("hpcpull-*")):
         lines = script.read_text().splitlines(keepends=True)
-        assert lines[0].startswith("#!python")
         target = bin_dir / script.name
-        target.write_text(f"#!{sys.executable}\n" + "".join(lines[1:]))
+        if lines[0].startswith("#!python"):
+            target.write_text(f"#!{sys.executable}\n" + "".join(lines[1:]))
+        else:  # UPDATE's /bin/sh front end: pip copies it as it is
+            target.write_text("".join(lines))
         target.chmod(0o755)
     bin_dir.chmod(0o755)
     return bin_dir

@@ -255,7 +255,7 @@ def test_gateway_example_has_the_recorded_knobs(load):
     assert param("JOB_ROUTER_ROUTE_NAMES").split() == ["Pull"]
     assert param("JOB_ROUTER_NAME") == "hpcpull"
     assert param("JOB_ROUTER_HOOK_KEYWORD") == "HPCPULL"
-    assert param("HPCPULL_HOOK_TRANSLATE_JOB") == "/usr/local/bin/hpcpull-translate"
+    assert param("HPCPULL_HOOK_TRANSLATE_JOB") == "/opt/hpcpull/bin/hpcpull-translate"
     assert param("JOB_ROUTER_SOURCE_JOB_CONSTRAINT") is None
     table = load_routing_table()
     route = table.route("Pull")

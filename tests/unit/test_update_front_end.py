@@ -36,7 +36,7 @@ def front_end(tmp_path: Path):
     full.chmod(0o755)
     index = tmp_path / "slurm-index"
     index.mkdir()
-    (index / "valid-until").write_text(f"{int(time.time()) + 60}\n")
+    (index / "valid-until").write_text(f"{int(time.time()) + 60} {int(time.time()) - 5}\n")
     (index / "42").write_text("2\n")
 
     def run(ad: str):
@@ -75,9 +75,9 @@ def test_anything_else_runs_the_full_hook_with_the_same_stdin(front_end, change:
     elif change == "index entry missing":
         (index / "42").unlink()
     elif change == "index stale":
-        (index / "valid-until").write_text(f"{int(time.time()) - 1}\n")
+        (index / "valid-until").write_text(f"{int(time.time()) - 1} {int(time.time()) - 30}\n")
     elif change == "index invalidated":
-        (index / "valid-until").write_text("0\n")
+        (index / "valid-until").write_text("0 0\n")
     elif change == "deadline passed":
         text = ad(index, check_at=int(time.time()) - 1)
     elif change == "no index attribute":
@@ -96,6 +96,17 @@ def test_anything_else_runs_the_full_hook_with_the_same_stdin(front_end, change:
     proc, full_stdin = front_end(text)
     assert full_stdin == text
     assert proc.stdout == "JobStatus = 4\n" and proc.returncode == 0
+
+
+def test_a_job_newer_than_the_snapshot_is_taken_as_waiting_while_idle(front_end) -> None:
+    index = front_end.index
+    taken_at = int((index / "valid-until").read_text().split()[1])
+    new = ad(index, status=1, batch_id="43", HpcPullSubmittedAt=str(taken_at + 1))
+    assert front_end(new)[1] is None  # silent
+    for text in (ad(index, status=1, batch_id="43", HpcPullSubmittedAt=str(taken_at - 1)),  # should be listed
+                 ad(index, status=2, batch_id="43", HpcPullSubmittedAt=str(taken_at + 1)),  # the copy says running
+                 ad(index, status=1, batch_id="43")):                                       # no submission time
+        assert front_end(text)[1] == text
 
 
 def test_a_future_deadline_keeps_it_silent(front_end) -> None:
@@ -117,18 +128,18 @@ def test_index_holds_waiting_and_running_jobs_only_and_rewrites_only_changes(tmp
     directory = tmp_path / "slurm-index"
     jobs = {"1": _status(BatchState.PENDING), "2": _status(BatchState.RUNNING),
             "3": _status(BatchState.COMPLETED), "4": _status(BatchState.PENDING), "bad/id": _status(BatchState.RUNNING)}
-    changed = fast_index.write_index(directory, jobs, time.time() + 30, is_ours=["1", "2", "3", "bad/id"])
+    changed = fast_index.write_index(directory, jobs, time.time(), time.time() + 30, is_ours=["1", "2", "3", "bad/id"])
     assert changed == 2
     assert (directory / "1").read_text() == "1\n" and (directory / "2").read_text() == "2\n"
     assert not (directory / "3").exists() and not (directory / "4").exists()  # ended; not hpcpull's
     assert oct(directory.stat().st_mode & 0o777) == "0o755"
     before = (directory / "1").stat().st_ino
     jobs["2"] = _status(BatchState.COMPLETED)
-    assert fast_index.write_index(directory, jobs, time.time() + 30, is_ours=["1", "2"]) == 1
+    assert fast_index.write_index(directory, jobs, time.time(), time.time() + 30, is_ours=["1", "2"]) == 1
     assert not (directory / "2").exists()
     assert (directory / "1").stat().st_ino == before  # unchanged entries are not rewritten
     fast_index.invalidate(directory)
-    assert (directory / "valid-until").read_text() == "0\n"
+    assert (directory / "valid-until").read_text() == "0 0\n"
 
 
 def test_index_is_trusted_only_if_no_other_user_can_change_it(tmp_path: Path) -> None:
