@@ -141,6 +141,15 @@ def _tail(text: str, lines: int = 3) -> str:
     return " | ".join(kept[-lines:])
 
 
+def _behind_front_end(path: str) -> list[str]:
+    """What a shell front end (hooks/hpcpull-translate, hooks/hpcpull-update) runs: the
+    ``-full`` Python hook and ``hpcpull-hook-slot`` beside it; [] for any other hook."""
+    full = f"{path}-full"
+    if not os.path.exists(full):
+        return []
+    return [full, os.path.join(os.path.dirname(path), "hpcpull-hook-slot")]
+
+
 def executable_problems(path: str, what: str, runs_as: str = "the job owners") -> list[tuple[str, str, str]]:
     """Why HTCondor would refuse (FAIL) or a job owner could not run (WARN) ``path``.
 
@@ -408,6 +417,9 @@ class Doctor:
                 continue
             path = path.strip()
             problems = executable_problems(path, f"the {kind} hook")
+            for neighbour in _behind_front_end(path):  # the Python hook and the slot gate it runs
+                if not any(status == FAIL for status, _, _ in problems):
+                    problems += executable_problems(neighbour, f"the {kind} hook's {os.path.basename(neighbour)}")
             for status, message, fix in problems:
                 self.add(status, f"hook.{short}", f"{knob}: {message}", fix)
             if not any(status == FAIL for status, _, _ in problems):

@@ -29,12 +29,13 @@ def installed(tmp_path_factory):
 
 def test_installed_hooks_and_data(installed, tmp_path):
     bin_dir = installed / "bin"
-    for hook in ("translate", "update-full", "finalize", "cleanup"):
+    for hook in ("translate-full", "update-full", "finalize", "cleanup"):
         script = bin_dir / f"hpcpull-{hook}"
         assert os.access(script, os.X_OK)
         assert script.read_text().splitlines()[0] == f"#!{bin_dir / 'python'}", "shebang names the venv python"
-    front_end = bin_dir / "hpcpull-update"  # UPDATE's shell front end, installed as it is
-    assert os.access(front_end, os.X_OK) and front_end.read_text().startswith("#!/bin/sh\n")
+    for front_end in ("translate", "update", "hook-slot"):  # shell front ends, installed as they are
+        script = bin_dir / f"hpcpull-{front_end}"
+        assert os.access(script, os.X_OK) and script.read_text().startswith("#!/bin/sh\n")
     assert (bin_dir / "hpcpull").exists()
     scratch = tmp_path / "scratch"
     scratch.mkdir(mode=0o1777)

@@ -31,6 +31,7 @@ def front_end(tmp_path: Path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     shutil.copy(REPO / "hooks" / "hpcpull-update", bindir / "hpcpull-update")
+    shutil.copy(REPO / "hooks" / "hpcpull-hook-slot", bindir / "hpcpull-hook-slot")
     full = bindir / "hpcpull-update-full"
     full.write_text(FULL_HOOK)
     full.chmod(0o755)
@@ -170,3 +171,38 @@ def test_full_check_at() -> None:
     assert fast_index.full_check_at(0, now, None, True) == 1000 + fast_index.CREDENTIAL_CHECK_S
     assert fast_index.full_check_at(1200, now, None, True) == 1200  # not yet due: kept
     assert fast_index.full_check_at(1200, now, 1100.0, True) == 1100
+
+
+def test_hook_slots_bound_how_many_python_hooks_run_at_once(tmp_path: Path) -> None:
+    """hooks/hpcpull-hook-slot: at most 2 per CPU at once, each with its own stdin, its exit code."""
+    slots = 2 * os.cpu_count()  # what nproc says on this machine
+    hook = tmp_path / "hook"
+    hook.write_text(f"""#!/bin/sh
+read line
+echo "start $(date +%s.%N)" >> {tmp_path}/events
+sleep 0.4
+echo "end $(date +%s.%N)" >> {tmp_path}/events
+echo "got $line"
+exit 3
+""")
+    hook.chmod(0o755)
+    runs = [subprocess.Popen([str(REPO / "hooks" / "hpcpull-hook-slot"), str(hook)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin"})
+            for _ in range(3 * slots)]
+    for i, run in enumerate(runs):  # every stdin first: a hook holding a slot reads its own
+        assert run.stdin is not None
+        run.stdin.write(f"job {i}\n")
+        run.stdin.close()
+    outputs = []
+    for run in runs:
+        assert run.stdout is not None
+        outputs.append((run.stdout.read(), run.wait(timeout=60)))
+    assert [out for out, _ in outputs] == [f"got job {i}\n" for i in range(len(runs))]
+    assert {run.returncode for run in runs} == {3}
+    lines = (tmp_path / "events").read_text().splitlines()
+    events = sorted((float(t), kind) for kind, t in (line.split() for line in lines))
+    running = peak = 0
+    for _, kind in events:
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    assert 2 <= peak <= slots, peak
