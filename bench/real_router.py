@@ -39,6 +39,7 @@ from hpcpull.testing.personal_pool import (  # noqa: E402
     find_release,
     install_hpcpull,
     unavailable_reason,
+    wait_until,
     world_readable_dir,
 )
 
@@ -129,21 +130,11 @@ def batch_jobs(slurm_env: dict[str, str], prefix: str = "hpcpull-") -> list[str]
     return [line.split()[0] for line in out.splitlines() if line.split()[1:2] and line.split()[1].startswith(prefix)]
 
 
-def wait_for(predicate, timeout: float, what: str, step: float = 1.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
 def routing(pool: PersonalPool, slurm_env: dict[str, str], jobs: int) -> Result:
     """condor_submit of ``jobs`` jobs until all are in Slurm, vs sbatch of the same scripts."""
     started = time.time()
     cluster = submit(pool, jobs, "routing")
-    wait_for(lambda: len(batch_jobs(slurm_env)) >= jobs, 60 + jobs * 2.0, f"{jobs} batch jobs")
+    wait_until(lambda: len(batch_jobs(slurm_env)) >= jobs, 60 + jobs * 2.0, f"{jobs} batch jobs")
     hook_s = time.time() - started
     scripts = sorted(pool.base.glob(f"scratch/*/{cluster}/*/.hpcpull/job.sh"))
     env = {"PATH": "/usr/bin:/bin", "SLURM_CONF": slurm_env["SLURM_CONF"], "LANG": "C"}
@@ -159,7 +150,7 @@ def routing(pool: PersonalPool, slurm_env: dict[str, str], jobs: int) -> Result:
     subprocess.run(["scancel", *[b for b in bare if b]], env=slurm_env, capture_output=True, timeout=120)
     rate, bare_rate = jobs / hook_s, len(scripts) / bare_s if bare_s else float("inf")
     return Result(
-        "routing-throughput (real router)", rate, bare_rate, "jobs/s", ">= 10 jobs/s",
+        "real-router-routing", rate, bare_rate, "jobs/s", ">= 10 jobs/s",
         met=rate >= 10,
         details=[f"{jobs} jobs condor_submit -> all in Slurm in {number(hook_s)} s; the bare sbatch loop of "
                  f"the same {len(scripts)} scripts (run as the job owner, one at a time) took {number(bare_s)} s",
@@ -173,7 +164,7 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
     def steady() -> bool:
         copies = pool.q('RoutedFromJobId =!= undefined && HpcPullFastIndex =!= undefined', ["ClusterId"])
         return len(copies) >= args.jobs
-    wait_for(steady, 120 + args.jobs * 2.0, f"{args.jobs} routed copies with the status index")
+    wait_until(steady, 120 + args.jobs * 2.0, f"{args.jobs} routed copies with the status index")
     time.sleep(2 * args.polling)
     router = pool.daemon_pid("condor_job_router")
     schedd = pool.daemon_pid("condor_schedd")
@@ -207,7 +198,7 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
     polls = poller_cpu / (seconds / args.poller_period)
     left = pool.q(f"ClusterId == {cluster}", ["JobStatus"])
     return Result(
-        "steady-state UPDATE CPU (real router)", per_h * 1000, per_n * 1000, "ms/run", "<= 2x the no-op hook",
+        "real-router-update-cpu", per_h * 1000, per_n * 1000, "ms/run", "<= 2x the no-op hook",
         met=per_h <= 2 * per_n,
         details=[
             f"{args.jobs} routed jobs, polling every {args.polling} s, {args.rounds} x {number(args.window)} s "
@@ -237,14 +228,14 @@ def change_latency(pool: PersonalPool, slurm_env: dict[str, str], args: argparse
     if not running or not waiting:
         return "n/a (no waiting batch job)"
     subprocess.run(["scancel", running[0]], env=slurm_env, capture_output=True, timeout=60)
-    started = wait_for(lambda: [i for i, state in states().items() if i in waiting and state == "RUNNING"],
+    started = wait_until(lambda: [i for i, state in states().items() if i in waiting and state == "RUNNING"],
                        120, "a waiting batch job to start", step=0.5)[0]
     t0 = time.time()
 
     def shown() -> bool:
         copies = pool.q(f'HpcPullBatchJobId == "{started}"', ["JobStatus"])
         return bool(copies) and copies[0]["JobStatus"] == 2
-    wait_for(shown, 3 * (args.polling + args.poller_period) + 60, "condor_q to show it running", step=0.5)
+    wait_until(shown, 3 * (args.polling + args.poller_period) + 60, "condor_q to show it running", step=0.5)
     return f"{number(time.time() - t0)} s"
 
 

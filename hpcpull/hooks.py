@@ -875,7 +875,12 @@ PARKED_DIR = ".hpcpull-parked"  # <root>/<Owner>/.hpcpull-parked/<ClusterId>.<Pr
 
 
 def _parked_marker(job: jd.JobDir) -> Path:
-    markers = job.path.parent.parent / PARKED_DIR
+    return _owner_marker(job, PARKED_DIR)
+
+
+def _owner_marker(job: jd.JobDir, kind: str) -> Path:
+    """<root>/<Owner>/<kind>/<ClusterId>.<ProcId>: a note the owner's later hooks look for."""
+    markers = job.path.parent.parent / kind
     markers.mkdir(mode=0o700, exist_ok=True)
     return markers / f"{job.path.parent.name}.{job.path.name}"
 
@@ -946,9 +951,7 @@ CLEANING_DIR = ".hpcpull-cleaning"  # <root>/<Owner>/.hpcpull-cleaning/<ClusterI
 
 
 def _cleaning_marker(job: jd.JobDir) -> Path:
-    markers = job.path.parent.parent / CLEANING_DIR
-    markers.mkdir(mode=0o700, exist_ok=True)
-    return markers / f"{job.path.parent.name}.{job.path.name}"
+    return _owner_marker(job, CLEANING_DIR)
 
 
 def _finish_abandoned_cleanups(owner_root: Path, route: RouteSettings, gateway: GatewaySettings) -> None:

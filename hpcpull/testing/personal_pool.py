@@ -24,7 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 UNPACK_ROOT = Path("/var/tmp/hpcpull-htcondor")
@@ -466,6 +466,23 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, step: float = 1.0,
+               explain: Callable[[], str] = lambda: "") -> Any:
+    """Poll ``predicate`` until it returns something true; AssertionError naming ``what`` (and
+    ``explain()``) after ``timeout`` seconds.  A failing HTCondor tool (RuntimeError, e.g.
+    while the schedd restarts) counts as "not yet"."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            value = predicate()
+        except RuntimeError:
+            value = None
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{explain()}")
 
 
 def world_readable_dir(prefix: str) -> Path:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -27,6 +27,7 @@ from hpcpull.testing.personal_pool import (
     find_release,
     install_hpcpull,
     unavailable_reason,
+    wait_until,
     world_readable_dir,
 )
 
@@ -53,16 +54,7 @@ class GatewayPool:
         return self.pool.submit(directory, submit_text)
 
     def wait_for(self, predicate: Callable[[], object], timeout: float, what: str, step: float = 1.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                value = predicate()
-            except RuntimeError:  # a tool failed, e.g. while the schedd restarts: not yet
-                value = None
-            if value:
-                return value
-            time.sleep(step)
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{self.diagnostics()}")
+        return wait_until(predicate, timeout, what, step, explain=self.diagnostics)
 
     def finished(self, cluster: int, timeout: float = 180) -> dict:
         """Wait until the source job of ``cluster`` has left the queue; its history record."""
@@ -185,8 +177,12 @@ def condor_release() -> Path:
 
 
 @pytest.fixture(scope="session")
-def pools_root(condor_release: Path) -> Path:
-    return world_readable_dir("hpcpull-pools-")
+def pools_root(condor_release: Path) -> Iterator[Path]:
+    """Where the session's pools live; removed at the end unless HPCPULL_KEEP_POOLS is set."""
+    root = world_readable_dir("hpcpull-pools-")
+    yield root
+    if not os.environ.get("HPCPULL_KEEP_POOLS"):
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

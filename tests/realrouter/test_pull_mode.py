@@ -21,14 +21,13 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import pytest
 
-from hpcpull.testing.personal_pool import PersonalPool, free_port
+from hpcpull.testing.personal_pool import PersonalPool, free_port, wait_until
 from tests.plugins.condor import POLL, GatewayPool, site_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,13 +102,7 @@ class PullPools:
     jobs: dict[str, tuple[int, Path]] = field(default_factory=dict)  # name -> (origin cluster, Iwd)
 
     def wait_for(self, predicate: Callable[[], object], timeout: float, what: str, step: float = 2.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(step)
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{self.diagnostics()}")
+        return wait_until(predicate, timeout, what, step, explain=self.diagnostics)
 
     def origin_finished(self, cluster: int, timeout: float) -> dict:
         def done():
