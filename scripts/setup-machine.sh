@@ -15,6 +15,18 @@ bash scripts/torque-wrappers-install.sh
 if [ -z "${HPCPULL_SKIP_GRIDENGINE:-}" ]; then
   bash scripts/sge-install.sh
 fi
+# The test tools and hpcpull go into the Python that runs the tests.  Debian 12's own
+# python3 refuses pip installs (PEP 668, externally-managed-environment); on a machine set
+# up only to run these tests, they go into it anyway.  (Gateways install hpcpull into a
+# venv: README, Install; the real-router tests and the demo do exactly that.)
+pip_install() {
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@" 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --break-system-packages "$@"
+}
 # setuptools and wheel: the install test builds hpcpull without network isolation.
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "setuptools>=68" wheel
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore ".[test]"
+pip_install "setuptools>=68" wheel
+pip_install ".[test]"
+# The real-router tests and the demo make venvs with the system python3.
+if ! /usr/bin/python3 -c "import ensurepip" 2>/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
