@@ -213,6 +213,7 @@ SCHEDD_INTERVAL = 5
 UPDATE_INTERVAL = 5
 PERIODIC_EXPR_INTERVAL = 5
 JOB_ROUTER_POLLING_PERIOD = {polling}
+SCHEDD_CLUSTER_INITIAL_VALUE = {first_cluster}
 JOB_ROUTER_DEBUG = D_FULLDEBUG
 SCHEDD_DEBUG = D_FULLDEBUG
 MAX_JOB_ROUTER_LOG = 100000000
@@ -233,6 +234,8 @@ class PersonalPool:
     port: int = 0
     with_startd: bool = True
     polling_period: int = 5
+    first_cluster: int = 1            # SCHEDD_CLUSTER_INITIAL_VALUE: pools sharing a batch system
+                                      # then never share a batch job name (hpcpull-<route>-<job>-...)
     extra_config: str = ""            # appended to the base config (before config.d)
     user: str = TEST_USER
     # False: none of hpcpull's files (50-, 60-, 90-), e.g. for a plain access point.
@@ -298,6 +301,7 @@ class PersonalPool:
             release=self.release, local=self.local, config_d=self.config_d,
             condor_ids=f"{condor.pw_uid}.{condor.pw_gid}", port=self.port, name=self.name,
             domain=f"{self.name}.hpcpull.test", daemons=daemons, polling=self.polling_period,
+            first_cluster=self.first_cluster,
             # Jobs meant for a route (hpcpull's, pull mode's) never run on the local slots.
             start="(TARGET.WantHpc =!= true) && (TARGET.WantGateway =!= true)",
         ) + self.extra_config)

@@ -208,6 +208,8 @@ def make_gateway_pool(condor_release: Path, pools_root: Path,
             base=base, release=condor_release, bin_dir=hpcpull_bin_dir, name=name,
             routes_config=routes, local_config=site_config(scratch, status_dir, log_dir, lrms_env, **knobs),
             with_startd=with_startd, polling_period=POLL, extra_config=extra_config,
+            # The session's pools share one Slurm: their jobs' batch names must differ.
+            first_cluster=1000 * (len(started) + 1),
         )
         started.append(pool)
         pool.start()

@@ -180,7 +180,7 @@ def pull_pools(condor_release: Path, pools_root: Path, hpcpull_bin_dir: Path,
         # a gateway that also has local routes: the 60- example's global constraint is widened by the 71- file
         routes_config=(REPO / "condor_config.d" / "60-hpcpull-routes.conf.example").read_text(),
         local_config=site_config(scratch, status_dir, log_dir, slurm_env),
-        with_startd=False, polling_period=POLL, extra_config=GATEWAY_KNOBS,
+        with_startd=False, polling_period=POLL, extra_config=GATEWAY_KNOBS, first_cluster=500,
         config_files={"71-hpcpull-gateway-ccb.conf": files["71-hpcpull-gateway-ccb.conf"]})
     pools = PullPools(origin, GatewayPool(gateway_pool, slurm_env, scratch, status_dir, log_dir), next_steps, files)
     try:
