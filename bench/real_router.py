@@ -45,7 +45,7 @@ from hpcpull.testing.personal_pool import (  # noqa: E402
 
 NAME = "real-router"
 QUICK = ["--jobs", "50", "--window", "20", "--rounds", "2"]
-TINY = ["--jobs", "3", "--window", "6", "--rounds", "1"]
+TINY = ["--jobs", "5", "--window", "15", "--rounds", "1"]
 NOOP_HOOK = "#!/bin/sh\n# a no-op UPDATE_JOB_INFO hook: reads the routed ad, prints nothing\ncat >/dev/null\n"
 TICK = os.sysconf("SC_CLK_TCK")
 INVOKED = re.compile(rb"HOOK_UPDATE_JOB_INFO \(.*\) invoked")
@@ -124,7 +124,11 @@ queue {jobs}
 """)
 
 
-def batch_jobs(slurm_env: dict[str, str], prefix: str = "hpcpull-") -> list[str]:
+OURS = "hpcpull-Bench-"  # batch job names of this benchmark's route (hpcpull-<route>-<job>-<token>)
+
+
+def batch_jobs(slurm_env: dict[str, str], prefix: str = OURS) -> list[str]:
+    """This benchmark's batch jobs (a shared Slurm may hold other gateways' jobs)."""
     out = subprocess.run(["squeue", "-h", "-a", "-o", "%i %j"], env=slurm_env, capture_output=True,
                          text=True, timeout=60).stdout
     return [line.split()[0] for line in out.splitlines() if line.split()[1:2] and line.split()[1].startswith(prefix)]
@@ -134,7 +138,7 @@ def routing(pool: PersonalPool, slurm_env: dict[str, str], jobs: int) -> Result:
     """condor_submit of ``jobs`` jobs until all are in Slurm, vs sbatch of the same scripts."""
     started = time.time()
     cluster = submit(pool, jobs, "routing")
-    wait_until(lambda: len(batch_jobs(slurm_env)) >= jobs, 60 + jobs * 2.0, f"{jobs} batch jobs")
+    wait_until(lambda: len(batch_jobs(slurm_env, f"{OURS}{cluster}.")) >= jobs, 60 + jobs * 2.0, f"{jobs} batch jobs")
     hook_s = time.time() - started
     scripts = sorted(pool.base.glob(f"scratch/*/{cluster}/*/.hpcpull/job.sh"))
     env = {"PATH": "/usr/bin:/bin", "SLURM_CONF": slurm_env["SLURM_CONF"], "LANG": "C"}
@@ -221,7 +225,7 @@ def change_latency(pool: PersonalPool, slurm_env: dict[str, str], args: argparse
         out = subprocess.run(["squeue", "-h", "-a", "-o", "%i %T %j"], env=slurm_env, capture_output=True,
                              text=True, timeout=60).stdout
         rows = (line.split() for line in out.splitlines())
-        return {f[0]: f[1] for f in rows if f[2:] and f[2].startswith("hpcpull-")}
+        return {f[0]: f[1] for f in rows if f[2:] and f[2].startswith(OURS)}
     before = states()
     running = [i for i, state in before.items() if state == "RUNNING"]
     waiting = {i for i, state in before.items() if state == "PENDING"}
@@ -251,7 +255,9 @@ def run(args: argparse.Namespace) -> list[Result]:
                 results.append(routing(pool, slurm_env, args.jobs))
                 subprocess.run(["condor_rm", "-all"], env=pool.env(), capture_output=True, timeout=120)
                 pool.wait_until_gone("true", 300)
-                subprocess.run(["scancel", "-u", pool.user], env=slurm_env, capture_output=True, timeout=120)
+                ids = batch_jobs(slurm_env)
+                if ids:
+                    subprocess.run(["scancel", *ids], env=slurm_env, capture_output=True, timeout=120)
             results.append(update_cost(pool, slurm_env, args))
         finally:
             subprocess.run(["condor_rm", "-all"], env=pool.env(), capture_output=True, timeout=120)
