@@ -69,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="hpcpull/no-op window pairs (default 2)")
     parser.add_argument("--poller-period", type=int, default=20, help="SCHEDD_CRON_HPCPULL_PERIOD (default 20)")
     parser.add_argument("--skip-routing", action="store_true", help="measure only the UPDATE cost")
+    parser.add_argument("--skip-update", action="store_true", help="measure only routing throughput")
     parser.add_argument("--slurm-conf", default=None, help="use this Slurm instead of a private one")
     parser.add_argument("--keep", action="store_true", help="keep the pool's directory")
 
@@ -258,7 +259,8 @@ def run(args: argparse.Namespace) -> list[Result]:
                 ids = batch_jobs(slurm_env)
                 if ids:
                     subprocess.run(["scancel", *ids], env=slurm_env, capture_output=True, timeout=120)
-            results.append(update_cost(pool, slurm_env, args))
+            if not args.skip_update:
+                results.append(update_cost(pool, slurm_env, args))
         finally:
             subprocess.run(["condor_rm", "-all"], env=pool.env(), capture_output=True, timeout=120)
             ids = batch_jobs(slurm_env)
