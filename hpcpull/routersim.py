@@ -136,6 +136,7 @@ class RouterSim:
         self.events: dict[str, list[str]] = {}
         self.calls: list[HookCall] = []
         self.next_cluster = next(_CLUSTER_BASES)  # distinct per simulation: they may share one Slurm
+        self.first_cluster = self.next_cluster
         self.schedd_double = self.workdir / "schedd-double.jsonl"
         self._double_seen = 0
 

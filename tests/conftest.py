@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -93,7 +94,35 @@ def make_gateway(tmp_path: Path, lrms: str, lrms_env: dict[str, str], route: str
     router.scratch = scratch  # type: ignore[attr-defined]
     router.lrms_env = lrms_env  # type: ignore[attr-defined]
     router.slurm_env = lrms_env  # type: ignore[attr-defined]
+    _GATEWAYS_OF_THIS_TEST.append(router)
     return router
+
+
+_GATEWAYS_OF_THIS_TEST: list = []
+
+
+@pytest.fixture(autouse=True)
+def _cancel_batch_jobs_left_by_simulated_gateways() -> Iterator[None]:
+    """Tests share one Slurm: a batch job a test leaves running (a parked job, a job the
+    test never ends) would show in the next test's queue counts.  Cancel each simulated
+    gateway's own batch jobs, recognised by their names' cluster ids."""
+    yield
+    while _GATEWAYS_OF_THIS_TEST:
+        router = _GATEWAYS_OF_THIS_TEST.pop()
+        if "SLURM_CONF" not in router.lrms_env:
+            continue
+        own = range(router.first_cluster, router.next_cluster)
+        listing = subprocess.run(["squeue", "-h", "-o", "%i %j"], env=router.lrms_env,
+                                 capture_output=True, text=True, timeout=60).stdout
+        ids = [job_id for job_id, name in (line.split(" ", 1) for line in listing.splitlines() if " " in line)
+               if (cluster := _cluster_of(name)) is not None and cluster in own]
+        if ids:
+            subprocess.run(["scancel", *ids], env=router.lrms_env, capture_output=True, timeout=60)
+
+
+def _cluster_of(batch_job_name: str):
+    match = re.fullmatch(r"hpcpull-(?:\w+-)?([0-9]+)\.[0-9]+-[0-9a-f]+", batch_job_name)
+    return int(match.group(1)) if match else None
 
 
 @pytest.fixture
