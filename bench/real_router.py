@@ -74,11 +74,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the pool's directory")
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name: field 3 (state) is element 0."""
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().rsplit(")", 1)[1].split()
+
+
 def children_cpu(pid: int) -> float:
     """CPU seconds of the reaped children of ``pid`` (cutime + cstime)."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
+    fields = _stat_fields(pid)
     return (int(fields[13]) + int(fields[14])) / TICK
+
+
+def own_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` itself (utime + stime)."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 class LogCounter:
@@ -114,15 +125,31 @@ def start_gateway(args: argparse.Namespace, slurm_env: dict[str, str]) -> tuple[
     return pool, base
 
 
-def submit(pool: PersonalPool, jobs: int, name: str) -> int:
+def submit(pool: PersonalPool, jobs: int, name: str, extra: str = "") -> int:
     directory = pool.user_dir(name)
     return pool.submit(directory, f"""\
 executable = /bin/sleep
 arguments = 100000
 log = job.log
 +WantHpc = true
-queue {jobs}
+{extra}queue {jobs}
 """)
+
+
+def router_alone(pool: PersonalPool, jobs: int) -> float:
+    """Seconds the router needs to route ``jobs`` jobs with no hooks at all: the jobs name a
+    hook keyword with no hooks configured (the router picks hooks by the source job's
+    HookKeyword first, JobRouterHookMgr::getHookKeyword), so it only claims each job and
+    submits its copy.  No hook can route faster than this."""
+    started = time.time()
+    cluster = submit(pool, jobs, "router-alone", '+HookKeyword = "NOHOOKS"\n')
+    wait_until(lambda: len(pool.q(f'RoutedFromJobId =!= undefined && regexp("^{cluster}[.]", RoutedFromJobId)',
+                                  ["ClusterId"])) >= jobs,
+               60 + jobs * 2.0, f"{jobs} routed copies without hooks")
+    took = time.time() - started
+    subprocess.run(["condor_rm", "-all"], env=pool.env(), capture_output=True, timeout=120)
+    pool.wait_until_gone("true", 300)
+    return took
 
 
 OURS = "hpcpull-Bench-"  # batch job names of this benchmark's route (hpcpull-<route>-<job>-<token>)
@@ -137,6 +164,7 @@ def batch_jobs(slurm_env: dict[str, str], prefix: str = OURS) -> list[str]:
 
 def routing(pool: PersonalPool, slurm_env: dict[str, str], jobs: int) -> Result:
     """condor_submit of ``jobs`` jobs until all are in Slurm, vs sbatch of the same scripts."""
+    alone_s = router_alone(pool, jobs)
     started = time.time()
     cluster = submit(pool, jobs, "routing")
     wait_until(lambda: len(batch_jobs(slurm_env, f"{OURS}{cluster}.")) >= jobs, 60 + jobs * 2.0, f"{jobs} batch jobs")
@@ -159,6 +187,8 @@ def routing(pool: PersonalPool, slurm_env: dict[str, str], jobs: int) -> Result:
         met=rate >= 10,
         details=[f"{jobs} jobs condor_submit -> all in Slurm in {number(hook_s)} s; the bare sbatch loop of "
                  f"the same {len(scripts)} scripts (run as the job owner, one at a time) took {number(bare_s)} s",
+                 f"the router alone (the same jobs, no hooks: claim and submit the copy) took "
+                 f"{number(alone_s)} s = {number(jobs / alone_s)} jobs/s, the ceiling for any hook",
                  f"router polling period {pool.polling_period} s"],
     )
 
@@ -180,16 +210,17 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
     noop.chmod(0o755)
     counter = LogCounter(pool.router_log)
     totals = {"hpcpull": [0.0, 0], "noop": [0.0, 0]}
-    poller_cpu = 0.0
+    poller_cpu = router_cpu = 0.0
     try:
         for _ in range(args.rounds):
             for side in ("hpcpull", "noop"):
                 shutil.copy2(real if side == "hpcpull" else noop, hook.with_name(".hpcpull-update.new"))
                 os.replace(hook.with_name(".hpcpull-update.new"), hook)
                 time.sleep(args.polling + 1)  # hooks started before the swap finish
-                cpu0, schedd0 = children_cpu(router), children_cpu(schedd)
+                cpu0, schedd0, router0 = children_cpu(router), children_cpu(schedd), own_cpu(router)
                 counter()
                 time.sleep(args.window)
+                router_cpu += own_cpu(router) - router0
                 totals[side][0] += children_cpu(router) - cpu0
                 totals[side][1] += counter()
                 poller_cpu += children_cpu(schedd) - schedd0
@@ -211,7 +242,7 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
             f"hpcpull-update: {h_runs} runs, {number(h_cpu)} s CPU ({number(h_cpu / (seconds / 2))} cores); "
             f"no-op: {n_runs} runs, {number(n_cpu)} s CPU ({number(n_cpu / (seconds / 2))} cores)",
             f"poller (schedd cron, every {args.poller_period} s): {number(polls * 1000)} ms CPU per run "
-            f"({number(poller_cpu / seconds)} cores)",
+            f"({number(poller_cpu / seconds)} cores); condor_job_router itself: {number(router_cpu / seconds)} cores",
             f"jobs still queued: {len(left)} of {args.jobs}",
             f"a waiting batch job that started reached condor_q as running after {latency} "
             f"(bound: polling {args.polling} s + poller {args.poller_period} s)",
