@@ -47,13 +47,16 @@ class Snapshot:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> Snapshot:
+    def from_json(cls, text: str, with_jobs: bool = True) -> Snapshot:
+        """``with_jobs=False`` leaves ``jobs`` empty: a gateway's snapshot holds thousands of
+        jobs, and building their statuses is most of a read for a caller that only asks
+        whether the batch system answered."""
         data = json.loads(text)
         return cls(
             taken_at=float(data["taken_at"]),
             ok=bool(data["ok"]),
             error=str(data.get("error", "")),
-            jobs={k: BatchJobStatus.from_dict(v) for k, v in data.get("jobs", {}).items()},
+            jobs={k: BatchJobStatus.from_dict(v) for k, v in data.get("jobs", {}).items()} if with_jobs else {},
         )
 
 
@@ -104,18 +107,19 @@ class StatusCache:
             return self.shared_path
         return self.directory / f"{self.name}.{os.getuid()}.json"
 
-    def _read(self, path: Path) -> Optional[Snapshot]:
+    def _read(self, path: Path, with_jobs: bool = True) -> Optional[Snapshot]:
         try:
             with open(path, encoding="utf-8") as handle:
                 if os.fstat(handle.fileno()).st_uid not in trusted_uids():
                     return None
-                return Snapshot.from_json(handle.read())
+                return Snapshot.from_json(handle.read(), with_jobs)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def latest(self) -> Optional[Snapshot]:
-        """The newest trusted snapshot (shared or this user's), whatever its age."""
-        return self._newest()
+    def latest(self, with_jobs: bool = True) -> Optional[Snapshot]:
+        """The newest trusted snapshot (shared or this user's), whatever its age; without
+        its jobs' statuses if ``with_jobs`` is false."""
+        return self._newest(with_jobs)
 
     def read_shared(self) -> Optional[Snapshot]:
         """The gateway-wide snapshot (the poller's), if there is a trusted one."""
@@ -129,8 +133,8 @@ class StatusCache:
     def _fresh(self, snap: Optional[Snapshot]) -> bool:
         return snap is not None and 0 <= self.clock() - snap.taken_at < self.max_age
 
-    def _newest(self) -> Optional[Snapshot]:
-        snaps = [s for s in (self._read(self.shared_path), self._read(self.own_path)) if s]
+    def _newest(self, with_jobs: bool = True) -> Optional[Snapshot]:
+        snaps = [s for s in (self._read(self.shared_path, with_jobs), self._read(self.own_path, with_jobs)) if s]
         return max(snaps, key=lambda s: s.taken_at) if snaps else None
 
     def snapshot(self) -> Snapshot:

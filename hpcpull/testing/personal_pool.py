@@ -167,8 +167,12 @@ NETWORK_INTERFACE = 127.0.0.1
 BIND_ALL_INTERFACES = False
 USE_SHARED_PORT = False
 ENABLE_IPV6 = False
-MASTER_NAME = {name}
-SCHEDD_NAME = {name}
+# Names with '@': a daemon name without one is taken for a host name and resolved through
+# DNS each time the job router or a tool locates the daemon by it (build_valid_daemon_name,
+# src/condor_utils/daemon_name.cpp); where DNS does not answer, every lookup blocks for 5 s
+# (the router logs "Saw slow DNS query ... getaddrinfo(<name>)" once per poll).
+MASTER_NAME = {name}@{domain}
+SCHEDD_NAME = {name}@{domain}
 COLLECTOR_NAME = {name}
 UID_DOMAIN = {domain}
 FILESYSTEM_DOMAIN = {domain}

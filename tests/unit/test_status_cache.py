@@ -91,3 +91,13 @@ def test_unusable_cache_directory_still_answers(tmp_path):
     calls = []
     snap = StatusCache(blocker / "sub", "slurm-status", 30, counting_refresh(calls)).snapshot()
     assert snap.ok and snap.jobs["7"] == JOB and len(calls) == 1
+
+
+def test_latest_without_jobs_keeps_the_verdict_and_leaves_the_jobs_out(tmp_path):
+    clock = Clock()
+    cache = StatusCache(tmp_path, "slurm-status", 30, counting_refresh([]), clock=clock)
+    taken = cache.snapshot()
+    header = cache.latest(with_jobs=False)
+    assert header is not None and header.jobs == {}
+    assert (header.taken_at, header.ok, header.error) == (taken.taken_at, taken.ok, taken.error)
+    assert cache.latest().jobs == {"7": JOB}
