@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
+import classad2
+
 if TYPE_CHECKING:
     from .routes import RouteVerdict, RoutingDecision
 
@@ -19,6 +21,58 @@ def _read_job_ad(path: str) -> str:
     if path == "-":
         return sys.stdin.read()
     return Path(path).read_text(encoding="utf-8")
+
+
+# ClusterId and ProcId are C ints in HTCondor (the schedd's PROC_ID); a routed job's are never negative.
+_MAX_JOB_ID = 2**31 - 1
+
+
+def _kind(value: object) -> str:
+    """What a ClassAd value is, in words, for a refusal."""
+    if isinstance(value, bool):
+        return "a boolean"
+    for python_type, words in ((str, "a string"), (int, "an integer"), (float, "a real"), (list, "a list")):
+        if isinstance(value, python_type):
+            return words
+    return "a ClassAd" if isinstance(value, classad2.ClassAd) else "not a value"
+
+
+def _attribute_text(ad: classad2.ClassAd, name: str) -> str:
+    """The attribute as written in the ad, on one short line."""
+    text = " ".join(str(ad.lookup(name)).split())
+    return text if len(text) <= 60 else f"{text[:60]} ... ({len(text)} characters)"
+
+
+def _job_identity(ad: classad2.ClassAd) -> tuple[str, int, int]:
+    """Owner, ClusterId and ProcId of a user-given ad, evaluated (``strcat(...)``, ``40 + 2``).
+
+    An attribute that is absent or evaluates to undefined takes ``nobody``/0/0, as a
+    hand-written ad may leave them out.  Anything else that is not a valid user name or a
+    job id number raises HpcPullError with a one-line reason.
+    """
+    from .errors import HpcPullError
+    from .jobdir import valid_owner
+    from .payload import ad_value
+
+    owner = ad_value(ad, "Owner")
+    if owner is None:
+        owner = "nobody"
+    elif not isinstance(owner, str):
+        raise HpcPullError(f"Owner = {_attribute_text(ad, 'Owner')} is {_kind(owner)}, not a user name")
+    elif not valid_owner(owner):
+        raise HpcPullError(f"Owner = {_attribute_text(ad, 'Owner')} is not a valid user name "
+                           "(1 to 64 letters, digits and _.-, not starting with . or -)")
+    ids = []
+    for name in ("ClusterId", "ProcId"):
+        value = ad_value(ad, name)
+        if value is None:
+            value = 0
+        if type(value) is not int or not 0 <= value <= _MAX_JOB_ID:
+            what = "out of range" if type(value) is int else _kind(value)
+            raise HpcPullError(f"{name} = {_attribute_text(ad, name)} is {what}: it must be a whole number "
+                               f"from 0 to {_MAX_JOB_ID}")
+        ids.append(value)
+    return owner, ids[0], ids[1]
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -32,8 +86,8 @@ def _render(args: argparse.Namespace) -> int:
     try:
         ad = load_job_ad(_read_job_ad(args.job_ad), args.job)
         route = Config().route(args.route)
-        owner = ad.get("Owner") or "nobody"
-        job = job_dir_for(route.scratch_root, owner, int(ad.get("ClusterId") or 0), int(ad.get("ProcId") or 0))
+        owner, cluster_id, proc_id = _job_identity(ad)
+        job = job_dir_for(route.scratch_root, owner, cluster_id, proc_id)
         sys.stdout.write(render_batch_script(ad, route, job.path))
     except (HpcPullError, ValueError, OSError) as exc:
         print(f"hpcpull render: {_one_line(exc)}", file=sys.stderr)

@@ -2,9 +2,22 @@
 
 HTCondor keeps a job's command line in ``Arguments`` (V2 raw syntax) or, in old ads only,
 ``Args`` (V1 raw syntax), and its environment in ``Environment`` (V2) or ``Env`` (V1).
-The splitting rules below follow ``src/condor_utils/condor_arglist.cpp`` (``split_args``,
-``AppendArgsV1Raw_unix``) and ``src/condor_utils/env.cpp`` (``MergeFromV2Raw``,
-``MergeFromV1Raw``).
+The splitting rules below are those of HTCondor's starter, read in its source
+(``src/condor_utils/condor_arglist.cpp``: ``AppendArgsFromClassAd``, ``split_args``,
+``AppendArgsV1Raw_unix``; ``src/condor_utils/env.cpp``: ``MergeFrom(ClassAd)``,
+``MergeFromV2Raw``, ``MergeFromV1AutoDelim``, ``ReadFromDelimitedString``):
+
+* Words are separated by exactly four characters, space, tab, LF and CR, in V1 and V2
+  alike (a ``switch`` on those four, not ``isspace()``): vertical tab, form feed,
+  U+00A0, U+2028 and every other character are part of a word.  HTCondor works on the
+  UTF-8 bytes, and these separators are ASCII, so working on characters is the same.
+* V2 (``Arguments``, ``Environment``): ``'...'`` quotes literally, ``''`` inside quotes
+  is one ``'``; double quotes and backslashes are ordinary characters.
+* V1 ``Args``: no quoting at all.
+* V1 ``Env``: entries separated by the delimiter or LF, each entry's leading space, tab,
+  LF and CR skipped.  The delimiter is the first character of ``EnvDelim`` (``;`` when
+  absent or empty); an ``Env`` that starts with the delimiter, or with one of
+  ``!#$%&*+,-/:;<>?@^`|~`` or U+001F, names its own delimiter with that first character.
 
 Every value here comes from the job ad and is hostile until validated: this module
 rejects what cannot be represented safely (NUL characters, bad environment names,
@@ -34,7 +47,11 @@ from .holds import (
 NULL_FILE = "/dev/null"
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# The only word separators of V1 and V2 arguments and V2 environments (see the docstring).
 _V2_SPACE = " \t\r\n"
+_V1_SPLIT = re.compile("[" + _V2_SPACE + "]+")
+# env.cpp is_permitted_delim: a V1 Env starting with one of these uses it as its delimiter.
+_V1_ENV_SELF_DELIMITERS = frozenset("!#$%&*+,-/:;<>?@^`|~\x1f")
 
 JobAd = Mapping[str, Any]
 
@@ -68,13 +85,24 @@ def ad_value(job_ad: JobAd, name: str, subcode: int = HOLD_SUBCODE_COMMAND) -> A
     return value
 
 
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` short enough for a hold reason, whatever the value's size (a job
+    value may be megabytes): escaped, so it is also one printable line."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r} ... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]} ..."
+
+
 def _string(job_ad: JobAd, name: str, subcode: int) -> Optional[str]:
     """A string attribute (``None`` if absent); NUL characters reject the job."""
     value = ad_value(job_ad, name, subcode)
     if value is None:
         return None
     if not isinstance(value, str):
-        raise JobRejected(f"job attribute {name} must be a string, not {value!r}", hold_subcode=subcode)
+        raise JobRejected(f"job attribute {name} must be a string, not {short_repr(value)}", hold_subcode=subcode)
     if "\0" in value:
         raise JobRejected(f"job attribute {name} contains a NUL character", hold_subcode=subcode)
     return value
@@ -87,7 +115,7 @@ def _flag(job_ad: JobAd, name: str, default: bool) -> bool:
     if isinstance(value, (bool, int)):
         return bool(value)
     raise JobRejected(
-        f"job attribute {name} must be a boolean, not {value!r}", hold_subcode=HOLD_SUBCODE_COMMAND
+        f"job attribute {name} must be a boolean, not {short_repr(value)}", hold_subcode=HOLD_SUBCODE_COMMAND
     )
 
 
@@ -153,8 +181,17 @@ def parse_arguments(job_ad: JobAd) -> list[str]:
         return split_v2(v2, "Arguments", HOLD_SUBCODE_ARGUMENTS)
     v1 = _string(job_ad, "Args", HOLD_SUBCODE_ARGUMENTS)
     if v1 is not None:
-        return v1.split()  # V1 (unix): whitespace separates, no quoting at all
+        return split_v1(v1)
     return []
+
+
+def split_v1(raw: str) -> list[str]:
+    """Split V1 raw arguments as HTCondor does on Unix: space/tab/CR/LF separate, no quoting.
+
+    Not ``str.split()``: that also splits at U+00A0, U+2028, vertical tab and the other
+    Unicode spaces, where HTCondor passes one argument.
+    """
+    return [word for word in _V1_SPLIT.split(raw) if word]
 
 
 def _set_env(env: dict[str, str], entry: str, attribute: str) -> None:
@@ -183,17 +220,44 @@ def parse_environment(job_ad: JobAd) -> dict[str, str]:
         return env
     v1 = _string(job_ad, "Env", HOLD_SUBCODE_ENVIRONMENT)
     if v1 is not None:
-        delim = _string(job_ad, "EnvDelim", HOLD_SUBCODE_ENVIRONMENT) or ";"
-        if len(delim) != 1:
-            raise JobRejected(
-                f"EnvDelim = {delim!r} must be one character", hold_subcode=HOLD_SUBCODE_ENVIRONMENT
-            )
-        # env.cpp ReadFromDelimitedString: newline also separates; leading blanks are skipped.
-        for entry in re.split("[" + re.escape(delim) + "\n]", v1):
-            entry = entry.lstrip(_V2_SPACE)
-            if entry:
-                _set_env(env, entry, "Env")
+        for entry in split_env_v1(v1, _env_delimiter(job_ad)):
+            _set_env(env, entry, "Env")
     return env
+
+
+def _env_delimiter(job_ad: JobAd) -> str:
+    """``EnvDelim``'s first character; ``;`` (HTCondor's on Unix) when absent, empty or not a string."""
+    try:
+        value = ad_value(job_ad, "EnvDelim", HOLD_SUBCODE_ENVIRONMENT)
+    except JobRejected:  # an error value: HTCondor's LookupString fails and the default applies
+        value = None
+    if not isinstance(value, str) or value == "":
+        return ";"
+    if not value[0].isascii() or value[0] == "\0":
+        # HTCondor takes the first byte: a UTF-8 lead byte would cut characters in half.
+        raise JobRejected(
+            f"EnvDelim = {value[:20]!r} must start with an ASCII character",
+            hold_subcode=HOLD_SUBCODE_ENVIRONMENT,
+        )
+    return value[0]
+
+
+def split_env_v1(raw: str, delimiter: str = ";") -> list[str]:
+    """The non-empty entries of a V1 ``Env`` string (``NAME=value``, not yet checked).
+
+    An ``Env`` starting with ``delimiter`` or with another character HTCondor accepts
+    as a delimiter uses that character (env.cpp ``MergeFromV1AutoDelim``).  Entries end
+    at the delimiter or at LF; space, tab, LF and CR before an entry are skipped, nothing
+    after it is (``ReadFromDelimitedString``).
+    """
+    if raw and (raw[0] == delimiter or raw[0] in _V1_ENV_SELF_DELIMITERS):
+        delimiter, raw = raw[0], raw[1:]
+    entries = []
+    for entry in re.split("[" + re.escape(delimiter) + "\n]", raw):
+        entry = entry.lstrip(_V2_SPACE)
+        if entry:
+            entries.append(entry)
+    return entries
 
 
 def _sandbox_name(path: str, attribute: str, subcode: int) -> str:

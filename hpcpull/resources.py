@@ -32,6 +32,42 @@ the job with a reason naming the attribute; an attribute that is absent or evalu
 ``MAX_MEMORY``, ``MAX_GPUS``, ``MAX_NODES``, ``MAX_WALLTIME``), or a queue/account the
 route does not allow (``ALLOWED_QUEUES``, ``ALLOWED_ACCOUNTS``), rejects the job with the
 limit in the reason: a silent cap would only make the job fail later, somewhere else.
+
+Names the job chooses
+---------------------
+A queue, account or GPU type name from the job (``BatchQueue``/``queue``, ``BatchProject``,
+``HpcPullGPUType``) is written on a directive line, where every batch system gives some
+characters a meaning of their own.  The job's name is used when it is the route's own
+(``PARTITION``, ``ACCOUNT``, ``GPU_TYPE``, or listed in ``ALLOWED_QUEUES``/``ALLOWED_ACCOUNTS``:
+the admin wrote it) or when it is a *plain name*: ASCII letters, digits, ``_``, ``.`` and
+``-``, not starting with ``.`` or ``-``, at most 64 characters -- 15 for a PBS or PBS Pro
+queue, 59 for an LSF queue.  Anything else holds the job (HoldReasonSubCode 15) with the
+reason.  What the refused characters would do:
+
+========  ==================================================================================
+``,``     a list: ``sbatch --partition=a,b`` may run in either (sbatch(1)); Grid Engine
+          ``-q`` takes a wc_queue_list (sge_types(1))
+``@``     another server or host: PBS ``-q queue@server`` (qsub(1B), Torque and PBS Pro);
+          Grid Engine ``-q queue@host`` or ``queue@@hostgroup``
+``:``     a field separator: Slurm ``--gpus-per-node=type:count`` (``a100:8`` would make
+          it ``a100:8:1``); PBS Pro chunk ``ncpus=1:gpu_model=t``; LSF ``-gpu
+          "num=1:gmodel=t"``
+``+``     PBS Pro ``select=chunk+chunk``: ``a100+4`` would start a second chunk
+``=``     PBS Pro and LSF resource assignment
+``*?[]``  Grid Engine wildcards in queue and host names
+space     another word: LSF ``-q "a b"`` is a list of queues
+``-``     first: read as an option
+========  ==================================================================================
+
+Grid Engine's own rule agrees: an object name (queue, project, complex) may not hold a
+space, ``/ : ' \\ [ ] { } | ( ) @ % ,`` or ``"`` (sge_types(1)).  Slurm partition and
+account names are free strings (``-A``: "an arbitrary string", sbatch(1)), so only the
+list, type and option separators above matter there.  PBS queue names are at most 15
+characters (``PBS_MAXQUEUENAME`` in ``pbs_ifl.h``, Torque and OpenPBS alike); LSF queue
+names are letters, digits, ``_`` and ``-``, at most 59 characters (lsb.queues(5),
+``QUEUE_NAME``; a ``.`` there names no queue, which bsub reports).  The 64-character cap
+elsewhere is ours: no real queue, account or GPU model is longer, and it keeps a
+megabyte-long value out of the script and out of the hold reason.
 """
 
 from __future__ import annotations
@@ -44,11 +80,14 @@ from typing import Optional
 from .config import RouteSettings
 from .errors import JobRejected
 from .holds import HOLD_SUBCODE_RESOURCES, HOLD_SUBCODE_UNSAFE_VALUE
-from .payload import JobAd, ad_value
+from .payload import JobAd, ad_value, short_repr
 
 MAX_VALUE = 10**9
-# Queue, account and GPU type names; never starting with "-" (it would read as an option).
-_NAME = re.compile(r"[A-Za-z0-9_.:+@%][A-Za-z0-9_.:+@%-]*\Z")
+# A plain name (module docstring, "Names the job chooses"): what a job may choose as its
+# queue, account or GPU type when the route does not list the name itself.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+NAME_MAX_LENGTH = 64
+QUEUE_MAX_LENGTH = {"pbs": 15, "pbspro": 15, "lsf": 59}  # PBS_MAXQUEUENAME; lsb.queues(5)
 
 
 @dataclass(frozen=True)
@@ -129,17 +168,27 @@ def _flag(job_ad: JobAd, attribute: str) -> bool:
 
 
 def _name(job_ad: JobAd, attribute: str) -> Optional[str]:
-    """A queue/account/type name chosen by the job: checked before it reaches a directive."""
+    """The string the job gives for a queue/account/type name (``None`` when absent or empty)."""
     value = ad_value(job_ad, attribute, HOLD_SUBCODE_UNSAFE_VALUE)
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise _reject(
-            f"{attribute} = {str(value)[:100]!r} is not a valid name "
-            "(letters, digits and _.:+@%-, not starting with -)",
-            HOLD_SUBCODE_UNSAFE_VALUE,
-        )
+    if not isinstance(value, str):
+        raise _reject(f"{attribute} = {short_repr(value)} is not a valid name (not a string)",
+                      HOLD_SUBCODE_UNSAFE_VALUE)
     return value
+
+
+def plain_name(value: str, attribute: str, what: str, lrms: str) -> str:
+    """``value`` if it is a plain name for a ``what`` ("queue", "account", "GPU type") on
+    ``lrms``, else the job is refused (the rule and its reasons: the module docstring)."""
+    limit = QUEUE_MAX_LENGTH.get(lrms, NAME_MAX_LENGTH) if what == "queue" else NAME_MAX_LENGTH
+    if len(value) <= limit and _PLAIN_NAME.match(value):
+        return value
+    raise _reject(
+        f"{attribute} = {short_repr(value)} is not a valid name for a {what} on {lrms}: "
+        f"1 to {limit} ASCII letters, digits, '_', '.' or '-', not starting with '.' or '-'",
+        HOLD_SUBCODE_UNSAFE_VALUE,
+    )
 
 
 def _walltime_s(job_ad: JobAd, route: RouteSettings) -> tuple[Optional[int], str]:
@@ -163,14 +212,24 @@ def _chosen(job_ad: JobAd, attributes: tuple[str, ...], default: str, allowed: t
         value = _name(job_ad, attribute)
         if value is None:
             continue
-        if "*" in allowed or value in allowed or value == default:
-            return value
+        if value == default or value in allowed:
+            return value  # a name the admin wrote: the route's own
+        if "*" in allowed:
+            return plain_name(value, attribute, what, route.lrms)
         permitted = ", ".join(allowed) if allowed else f"only {default or 'the default'}"
         raise _reject(
-            f"{attribute} = {value!r}: route {route.name} does not allow that {what} "
+            f"{attribute} = {short_repr(value)}: route {route.name} does not allow that {what} "
             f"(HPCPULL_{knob}: {permitted})"
         )
     return default
+
+
+def _gpu_type(job_ad: JobAd, route: RouteSettings) -> str:
+    """The job's GPU type if it gives a plain name (or the route's own), else the route's."""
+    value = _name(job_ad, "HpcPullGPUType")
+    if value is None or value == route.gpu_type:
+        return route.gpu_type
+    return plain_name(value, "HpcPullGPUType", "GPU type", route.lrms)
 
 
 def _hms(seconds: int) -> str:
@@ -222,7 +281,7 @@ def resource_request(job_ad: JobAd, route: RouteSettings) -> ResourceRequest:
         nodes=nodes,
         tasks_per_node=tasks_per_node,
         whole_node=_flag(job_ad, "WantWholeNode"),
-        gpu_type=(_name(job_ad, "HpcPullGPUType") or route.gpu_type) if gpus else "",
+        gpu_type=_gpu_type(job_ad, route) if gpus else "",
         partition=_chosen(job_ad, ("BatchQueue", "queue"), route.partition, route.allowed_queues,
                           "queue", route, "ALLOWED_QUEUES"),
         account=_chosen(job_ad, ("BatchProject",), route.account, route.allowed_accounts,
