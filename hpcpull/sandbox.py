@@ -9,6 +9,12 @@ top-level files) return to the job's Iwd, honouring ``TransferOutputRemaps``.  T
 written by the job, so nothing in it is trusted: names must stay inside it, every directory is
 opened with O_NOFOLLOW from the sandbox's own file descriptor, and symbolic links are never
 followed.  Each file is placed atomically (temporary name, then ``os.replace``).
+
+A spooled job (``confine_to_iwd``: its Iwd is in SPOOL) reads and writes only inside its Iwd.
+Names there are looked up from a descriptor of the Iwd, one component at a time (Beneath): a
+symbolic link in the spooled Iwd is followed while it stays inside and refused when it, or a
+'..' after it, leads out -- for the executable, stdin, TransferInput (also deep inside a staged
+directory), Out/Err and every output and remap alike.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 import shutil
 import stat
 import tempfile
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -126,11 +133,12 @@ def _copy_data(src_fd: int, dst_fd: int) -> None:
         shutil.copyfileobj(src, dst, 1 << 20)
 
 
-def _copy_to_new_file(src_fd: int, dst: Path, mode: int) -> None:
-    """Copy an open regular file to ``dst``, which must not exist yet, with mode bits ``mode``."""
+def _copy_to_new_file(src_fd: int, dst: Path | str, mode: int, dir_fd: Optional[int] = None) -> None:
+    """Copy an open regular file to ``dst`` (relative to ``dir_fd`` if given), which must not
+    exist yet, with mode bits ``mode``."""
     if not stat.S_ISREG(os.fstat(src_fd).st_mode):
         raise OSError(errno.EINVAL, "not a regular file")
-    dst_fd = os.open(dst, _NEW_FILE_FLAGS, 0o600)
+    dst_fd = os.open(dst, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
     try:
         _copy_data(src_fd, dst_fd)
         os.fchmod(dst_fd, mode)
@@ -167,6 +175,148 @@ def _remove(path: Path) -> None:
 
 def _is_under(path: str, roots: Sequence[str]) -> bool:
     return any(os.path.commonpath([path, root]) == root for root in roots)
+
+
+# --------------------------------------------------------------------------- inside the Iwd
+
+_MAX_LINKS = 40  # Linux's MAXSYMLINKS: a lookup through more links fails with ELOOP (path_resolution(7))
+
+
+class OutsideIwd(Exception):
+    """A name leads outside the directory it must stay in; the message says how (may be empty)."""
+
+
+def outside_iwd_reason(what: str, iwd: Path, exc: Optional[OutsideIwd], brings: str) -> str:
+    """The one reason a spooled job gets for a name that leaves its Iwd."""
+    how = f": {exc}" if exc is not None and str(exc) else ""
+    return (f"{what} is outside the job's spooled Iwd {iwd}{how}; a spooled job "
+            f"(HTCondor-C, condor_submit -spool) brings {brings} with it")
+
+
+def _components(path: str) -> tuple[str, ...]:
+    return tuple(part for part in path.split("/") if part not in ("", "."))
+
+
+class Beneath:
+    """Looks names up inside one directory (a spooled Iwd) as the kernel would, from a
+    descriptor of that directory, one component at a time: a symbolic link is followed only
+    while it stays inside, '..' never climbs above the directory, and every directory on the
+    way is opened with O_NOFOLLOW, so a link swapped in meanwhile is refused, not followed.
+    This is openat2(2)'s RESOLVE_BENEATH, which Python does not offer.
+    """
+
+    def __init__(self, root: Path, create: bool = False) -> None:
+        """Open ``root`` (following links: the schedd and the admin chose its path); ``create``
+        makes it first if it is missing."""
+        self.root = root
+        if create:
+            root.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # An absolute name (or link) may spell the root as given or as resolved.
+        self._prefixes = {_components(str(root)), _components(os.path.normpath(root)),
+                          _components(os.path.realpath(root))}
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> Beneath:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def parts(self, name: str) -> list[str]:
+        """``name`` (relative to the root, or absolute) as components below the root."""
+        if not os.path.isabs(name):
+            return name.split("/")
+        absolute = _components(name)
+        for prefix in self._prefixes:
+            if absolute[: len(prefix)] == prefix:
+                return list(absolute[len(prefix):])
+        raise OutsideIwd("")
+
+    def locate(self, parts: Sequence[str], create: bool = False) -> tuple[int, str]:
+        """Resolve ``parts`` below the root, following every symbolic link, the last one too.
+
+        Returns (descriptor of the directory holding the result, the result's name in it), the
+        caller closes the descriptor; the name is "." when the result is that directory itself
+        (the root, or reached by '..').  ``create`` makes missing components as directories.
+        Raises OutsideIwd when a link or '..' leads out, else OSError as a lookup would.
+        """
+        stack = [os.dup(self.fd)]
+        where: list[str] = []  # path of stack[-1] below the root, for messages
+        pending = deque(parts)
+        followed: Optional[str] = None  # the last link followed, for a '..' that then leaves
+        budget = _MAX_LINKS
+        try:
+            while pending:
+                part = pending.popleft()
+                if part in ("", "."):
+                    continue
+                if part == "..":
+                    if len(stack) == 1:
+                        raise OutsideIwd(followed or "'..' climbs out of it")
+                    os.close(stack.pop())
+                    where.pop()
+                    continue
+                try:
+                    st = os.stat(part, dir_fd=stack[-1], follow_symlinks=False)
+                except FileNotFoundError:
+                    if not create or budget == 0:
+                        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT),
+                                                os.path.join(self.root, *where, part)) from None
+                    budget -= 1
+                    try:
+                        os.mkdir(part, 0o777, dir_fd=stack[-1])
+                    except FileExistsError:
+                        pass
+                    pending.appendleft(part)  # look again: it is there now
+                    continue
+                if stat.S_ISLNK(st.st_mode):
+                    if budget == 0:
+                        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), os.path.join(self.root, *where, part))
+                    budget -= 1
+                    target = os.readlink(part, dir_fd=stack[-1])
+                    followed = f"the symbolic link '{'/'.join([*where, part])}' points to '{target}'"
+                    if os.path.isabs(target):
+                        try:
+                            below = self.parts(target)
+                        except OutsideIwd:
+                            raise OutsideIwd(followed) from None
+                        for fd in stack[1:]:
+                            os.close(fd)
+                        del stack[1:], where[:]
+                        pending.extendleft(reversed(below))
+                    else:
+                        pending.extendleft(reversed(target.split("/")))
+                    continue
+                if not pending:
+                    return stack.pop(), part
+                if not stat.S_ISDIR(st.st_mode):
+                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR),
+                                             os.path.join(self.root, *where, part))
+                try:
+                    child = os.open(part, _DIR_FLAGS, dir_fd=stack[-1])
+                except OSError as exc:
+                    if exc.errno != errno.ELOOP or budget == 0:
+                        raise
+                    budget -= 1
+                    pending.appendleft(part)  # replaced by a link since the stat: look again
+                    continue
+                stack.append(child)
+                where.append(part)
+            return stack.pop(), "."
+        finally:
+            for fd in stack:
+                os.close(fd)
+
+    def open_dir(self, parts: Sequence[str], create: bool = False) -> int:
+        """A descriptor of the directory ``parts`` resolve to (see locate)."""
+        parent, name = self.locate(parts, create)
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        finally:
+            os.close(parent)
 
 
 # --------------------------------------------------------------------------- input sandbox
@@ -216,16 +366,17 @@ def _input(entry: str, iwd: Path, executable: bool = False) -> _Input:
     return _Input(entry, path, contents_only, executable)
 
 
+def _outside_input(what: str, iwd: Path, exc: Optional[OutsideIwd] = None) -> SandboxError:
+    return SandboxError(outside_iwd_reason(f"input '{what}'", iwd, exc, "all its inputs"), TRANSFER_INPUT_ERROR)
+
+
 def _confined(source: _Input, iwd: Path) -> _Input:
     """A spooled job's input must come from its spooled Iwd: an absolute path elsewhere is
-    a path of the submitter's machine, meaningless (or someone else's file) here."""
+    a path of the submitter's machine, meaningless (or someone else's file) here.  This
+    checks the name as written; _ConfinedInputs checks where its symbolic links lead."""
     real_iwd = os.path.realpath(iwd)
     if not _is_under(os.path.normpath(source.path), [os.path.normpath(iwd), real_iwd]):
-        raise SandboxError(
-            f"input '{source.entry}' is outside the job's spooled Iwd {iwd}; a spooled job "
-            "(HTCondor-C, condor_submit -spool) brings all its inputs with it",
-            TRANSFER_INPUT_ERROR,
-        )
+        raise _outside_input(source.entry, iwd)
     return source
 
 
@@ -313,10 +464,130 @@ def _stage_path(src: Path, dst: Path, linker: _Linker, top: bool, exe: bool = Fa
         raise OSError(errno.EINVAL, "not a regular file or directory", str(src))
 
 
-def _stage(source: _Input, staging: Path, linker: _Linker) -> None:
+class _ConfinedInputs:
+    """Stages a spooled job's inputs through descriptors under its Iwd (see Beneath).
+
+    As for an ordinary job, a symbolic link named as an input is staged as what it points to,
+    and inside a staged directory a link to a file is staged as the file while links to
+    directories and dangling links are skipped.  Links that stay inside the Iwd are allowed:
+    they read nothing the job did not bring.  Any link leading outside refuses the job, with
+    the name of the input it was met in.
+    """
+
+    def __init__(self, beneath: Beneath, linker: _Linker) -> None:
+        self.beneath = beneath
+        # Every file staged from here is under the Iwd: linkable exactly when the Iwd is.
+        self.link = linker.may_link(beneath.root)
+
+    def stage(self, source: _Input, staging: Path) -> None:
+        entry = source.entry.rstrip("/")
+        try:
+            parts = self.beneath.parts(entry or "/")
+        except OutsideIwd as exc:
+            raise _outside_input(source.entry, self.beneath.root, exc) from None
+        if not source.contents_only:
+            name = _checked_name(source.path.name, source)
+            self._stage_named(parts, staging / name, source.entry, exe=source.executable)
+            crash_point("translate:staged-one-input")
+            return
+        try:
+            dir_fd = self.beneath.open_dir(parts)
+        except OutsideIwd as exc:
+            raise _outside_input(source.entry, self.beneath.root, exc) from None
+        except NotADirectoryError:
+            raise OSError(errno.ENOTDIR, "not a directory (the entry ends with '/')") from None
+        try:
+            children = sorted(os.listdir(dir_fd))
+        finally:
+            os.close(dir_fd)
+        for child in children:
+            name = _checked_name(child, source)
+            self._stage_named([*parts, child], staging / name, f"{entry}/{child}")
+
+    def _stage_named(self, parts: list[str], dst: Path, label: str, exe: bool = False) -> None:
+        """Stage what ``parts`` names, following its links (an input entry, or "dir/"'s item)."""
+        try:
+            parent, name = self.beneath.locate(parts)
+        except OutsideIwd as exc:
+            raise _outside_input(label, self.beneath.root, exc) from None
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                dir_fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+                try:
+                    self._stage_tree(dir_fd, parts, dst, label)
+                finally:
+                    os.close(dir_fd)
+            elif stat.S_ISREG(st.st_mode):
+                self._stage_file(parent, name, st, dst, exe)
+            else:
+                raise OSError(errno.EINVAL, "not a regular file or directory", label)
+        finally:
+            os.close(parent)
+
+    def _stage_tree(self, dir_fd: int, parts: list[str], dst: Path, label: str) -> None:
+        _make_room(dst, for_dir=True)
+        if not dst.is_dir():
+            _make_dir(dst)
+        for child in sorted(os.listdir(dir_fd)):
+            try:
+                st = os.stat(child, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                self._stage_link([*parts, child], dst / child, f"{label}/{child}")
+            elif stat.S_ISDIR(st.st_mode):
+                child_fd = os.open(child, _DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    self._stage_tree(child_fd, [*parts, child], dst / child, f"{label}/{child}")
+                finally:
+                    os.close(child_fd)
+            elif stat.S_ISREG(st.st_mode):
+                self._stage_file(dir_fd, child, st, dst / child, exe=False)
+
+    def _stage_link(self, parts: list[str], dst: Path, label: str) -> None:
+        """A link inside a staged directory: a file it points to is staged, the rest skipped."""
+        try:
+            parent, name = self.beneath.locate(parts)
+        except OutsideIwd as exc:
+            raise _outside_input(label, self.beneath.root, exc) from None
+        except FileNotFoundError:
+            return
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode):
+                self._stage_file(parent, name, st, dst, exe=False)
+        finally:
+            os.close(parent)
+
+    def _stage_file(self, parent_fd: int, name: str, st: os.stat_result, dst: Path, exe: bool) -> None:
+        mode = stat.S_IMODE(st.st_mode) & 0o777
+        if exe:
+            mode |= stat.S_IXUSR | stat.S_IRUSR
+        _make_room(dst, for_dir=False)
+        # A link cannot take different mode bits without changing the original too.
+        if self.link and mode == stat.S_IMODE(st.st_mode):
+            try:
+                os.link(name, dst, src_dir_fd=parent_fd, follow_symlinks=False)
+            except OSError:
+                pass  # another filesystem, or links not permitted: copy instead
+            else:
+                if stat.S_ISREG(os.lstat(dst).st_mode):
+                    return
+                os.unlink(dst)  # became a symbolic link since the lookup: O_NOFOLLOW refuses it below
+        src_fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+        try:
+            _copy_to_new_file(src_fd, dst, mode)
+        finally:
+            os.close(src_fd)
+
+
+def _stage(source: _Input, staging: Path, linker: _Linker, confined: Optional[_ConfinedInputs] = None) -> None:
     """Stage one input, turning any failure into the hold HTCondor would give (code 13)."""
     try:
-        if not source.contents_only:
+        if confined is not None:
+            confined.stage(source, staging)
+        elif not source.contents_only:
             name = _checked_name(source.path.name, source)
             _stage_path(source.path, staging / name, linker, top=True, exe=source.executable)
             crash_point("translate:staged-one-input")
@@ -409,21 +680,32 @@ def transfer_input_sandbox(
     iwd = _iwd(job_ad, TRANSFER_INPUT_ERROR)
     cluster, proc = _job_id(job_ad)
     sources = _input_sources(job_ad, iwd, confine_to_iwd)
-    parent = Path(destination) / str(cluster)
-    _make_private_dirs(parent)
-    _remove_leftovers(parent, proc)
-    staging = Path(tempfile.mkdtemp(prefix=f"{proc}.staging-", dir=parent))
+    confined = None
+    if confine_to_iwd and sources:
+        try:
+            confined = _ConfinedInputs(Beneath(iwd), linker)
+        except OSError as exc:
+            raise SandboxError(f"the job's spooled Iwd {iwd} cannot be opened: {exc.strerror or exc}",
+                               TRANSFER_INPUT_ERROR, exc.errno or 0) from None
     try:
-        os.chmod(staging, _DIR_MODE)
-        for source in sources:
-            _stage(source, staging, linker)
-        _write_manifest(staging)
-        final = parent / str(proc)
-        crash_point("translate:before-swap")
-        _swap_into_place(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        parent = Path(destination) / str(cluster)
+        _make_private_dirs(parent)
+        _remove_leftovers(parent, proc)
+        staging = Path(tempfile.mkdtemp(prefix=f"{proc}.staging-", dir=parent))
+        try:
+            os.chmod(staging, _DIR_MODE)
+            for source in sources:
+                _stage(source, staging, linker, confined)
+            _write_manifest(staging)
+            final = parent / str(proc)
+            crash_point("translate:before-swap")
+            _swap_into_place(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    finally:
+        if confined is not None:
+            confined.beneath.close()
     return final
 
 
@@ -510,11 +792,12 @@ class _OutputTransfer:
     """Returns files from one sandbox (an open directory descriptor) into the job's Iwd."""
 
     def __init__(self, sandbox_fd: int, sandbox: Path, iwd: Path, ad: classad2.ClassAd,
-                 link: bool, report: OutputReport, confine: bool = False) -> None:
+                 link: bool, report: OutputReport, beneath: Optional[Beneath] = None) -> None:
         self.fd = sandbox_fd
         self.real_sandbox = os.path.realpath(sandbox)
         self.iwd = iwd
-        self.confine = confine
+        self.beneath = beneath  # a spooled job: every output stays inside its Iwd
+        self.confine = beneath is not None
         self.remaps = _parse_remaps(_string(ad, "TransferOutputRemaps"))
         self.link = link
         self.report = report
@@ -571,53 +854,86 @@ class _OutputTransfer:
                 raise _NotReturned(
                     f"would be written to {target}, outside the job's spooled Iwd; the submitter's "
                     "paths are applied when the submitter fetches the output, not here")
+            if relative == ".":
+                raise _NotReturned(f"would be written to {target}, the job's spooled Iwd itself")
             return relative, self.iwd / relative
         if os.path.isabs(target):
             return target, Path(target)
         return os.path.normpath(target), self.iwd / target
 
-    def _place_file(self, parent_fd: int, name: str, dest: Path) -> None:
-        """Hard-link or copy sandbox file ``name`` to a temporary name, then rename it onto
-        ``dest``: a reader never sees a half-written file."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".hpcpull-{os.urandom(6).hex()}.tmp")
+    def _dest_dir(self, path: Path, written: Optional[Path] = None) -> int:
+        """A descriptor of Iwd-side directory ``path``, made if missing, for writing ``written``
+        (``path`` itself if not given; for messages).
+
+        An ordinary job's directories are the user's own and are followed wherever they lead,
+        as the shadow writes them; a spooled job's are looked up beneath its Iwd (Beneath).
+        """
+        if self.beneath is None:
+            path.mkdir(parents=True, exist_ok=True)
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        relative = path.relative_to(self.iwd)
         try:
-            if not (self.link and self._link(parent_fd, name, tmp)):
+            return self.beneath.open_dir(relative.parts, create=True)
+        except OutsideIwd as exc:
+            shown = (written or path).relative_to(self.iwd)
+            raise _NotReturned(f"would be written to {shown}, outside the job's spooled Iwd "
+                               f"{self.iwd}: {exc}") from None
+        except NotADirectoryError:
+            raise _NotReturned(f"cannot be returned: {relative} in the Iwd is not a directory "
+                               "(or is inside a file)") from None
+
+    def _place_file(self, parent_fd: int, name: str, dest: Path, dest_dir_fd: Optional[int] = None) -> None:
+        """Hard-link or copy sandbox file ``name`` to a temporary name, then rename it onto
+        ``dest`` (in the directory ``dest_dir_fd``, if given): a reader never sees a
+        half-written file.  A symbolic link at ``dest`` is replaced, never written through."""
+        dir_fd = self._dest_dir(dest.parent, dest) if dest_dir_fd is None else dest_dir_fd
+        tmp = f".hpcpull-{os.urandom(6).hex()}.tmp"
+        try:
+            if not (self.link and self._link(parent_fd, name, dir_fd, tmp)):
                 src_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                                  dir_fd=parent_fd)
                 try:
                     mode = stat.S_IMODE(os.fstat(src_fd).st_mode) & 0o777
-                    _copy_to_new_file(src_fd, tmp, mode)
+                    _copy_to_new_file(src_fd, tmp, mode, dir_fd=dir_fd)
                 finally:
                     os.close(src_fd)
-            os.replace(tmp, dest)
-            if os.path.lexists(tmp):
+            os.replace(tmp, dest.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            if _lexists_at(dir_fd, tmp):
                 # rename(2) "does nothing" when both names are links to one inode: a second
                 # return of a hard-linked output (a retry after a crash) would leave the
                 # temporary name behind in the Iwd.
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=dir_fd)
         except BaseException:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
+            if _lexists_at(dir_fd, tmp):
+                os.unlink(tmp, dir_fd=dir_fd)
             raise
+        finally:
+            if dest_dir_fd is None:
+                os.close(dir_fd)
 
     @staticmethod
-    def _link(parent_fd: int, name: str, tmp: Path) -> bool:
+    def _link(parent_fd: int, name: str, dir_fd: int, tmp: str) -> bool:
         """Hard-link without following a symlink; False when the filesystem will not."""
         try:
-            os.link(name, tmp, src_dir_fd=parent_fd, follow_symlinks=False)
+            os.link(name, tmp, src_dir_fd=parent_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
         except OSError:
             return False
-        if not stat.S_ISREG(os.lstat(tmp).st_mode):  # swapped for a symlink since the check
-            os.unlink(tmp)
+        if not stat.S_ISREG(os.stat(tmp, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            os.unlink(tmp, dir_fd=dir_fd)  # swapped for a symlink since the check
             raise _NotReturned("is a symbolic link; not returned")
         return True
 
     def _merge_dir(self, dir_fd: int, dest: Path, label: str) -> None:
         """Copy a sandbox directory into ``dest``, replacing files; symlinks are skipped."""
-        if dest.exists() and not dest.is_dir():
+        if self.beneath is None and dest.exists() and not dest.is_dir():
             raise _NotReturned(f"cannot be returned: {dest} exists and is not a directory")
-        dest.mkdir(parents=True, exist_ok=True)
+        dest_fd = self._dest_dir(dest)
+        try:
+            self._merge_into(dir_fd, dest, dest_fd, label)
+        finally:
+            os.close(dest_fd)
+
+    def _merge_into(self, dir_fd: int, dest: Path, dest_fd: int, label: str) -> None:
         for name in sorted(os.listdir(dir_fd)):
             try:
                 st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -628,7 +944,7 @@ class _OutputTransfer:
                     finally:
                         os.close(child_fd)
                 elif stat.S_ISREG(st.st_mode):
-                    self._place_file(dir_fd, name, dest / name)
+                    self._place_file(dir_fd, name, dest / name, dest_fd)
             except _NotReturned as exc:
                 self.report.errors.append(f"output '{label}/{name}' {exc}")
             except OSError as exc:
@@ -748,6 +1064,14 @@ class _OutputTransfer:
             return {}
 
 
+def _lexists_at(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _wants_output_files(ad: classad2.ClassAd) -> bool:
     when = (_string(ad, "WhenToTransferOutput") or "").upper()
     return when != "ON_SUCCESS" or _succeeded(ad)
@@ -773,8 +1097,15 @@ def transfer_output_sandbox(
             exc.errno or 0,
         ) from None
     report = OutputReport()
+    beneath = None
     try:
-        transfer = _OutputTransfer(sandbox_fd, Path(sandbox), iwd, job_ad, link, report, confine_to_iwd)
+        if confine_to_iwd:
+            try:
+                beneath = Beneath(iwd, create=True)  # made if missing, as an ordinary Iwd would be
+            except OSError as exc:
+                raise SandboxError(f"the job's spooled Iwd {iwd} cannot be opened: {exc.strerror or exc}",
+                                   TRANSFER_OUTPUT_ERROR, exc.errno or 0) from None
+        transfer = _OutputTransfer(sandbox_fd, Path(sandbox), iwd, job_ad, link, report, beneath)
         transfer.return_stdio(job_ad)
         if _wants_output_files(job_ad):
             listed = _string(job_ad, "TransferOutput")
@@ -784,4 +1115,6 @@ def transfer_output_sandbox(
                 crash_point("finalize:returned-one-output")
     finally:
         os.close(sandbox_fd)
+        if beneath is not None:
+            beneath.close()
     return report
