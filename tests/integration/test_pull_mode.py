@@ -164,3 +164,20 @@ def test_inputs_outside_the_spooled_iwd_are_refused(pull_gateway: Any, tmp_path:
     pull_gateway.run_until(lambda r: r.jobs[source].get("JobStatus") == 5, timeout=30)
     assert "outside the job's spooled Iwd" in pull_gateway.jobs[source]["HoldReason"]
     assert pull_gateway.jobs[source]["HoldReasonCode"] == 13
+
+
+@pytest.mark.parametrize("attribute", ["x509userproxy", "ScitokensFile"])
+def test_credentials_outside_the_spooled_iwd_are_refused(pull_gateway: Any, tmp_path: Path, attribute: str) -> None:
+    """A spooled job's credential comes with it (the schedd spools it beside Cmd and
+    TransferInput): one named outside its Iwd is a gateway file and is refused alike."""
+    secret = tmp_path / "gateway-proxy.pem"
+    secret.write_text("the gateway's own credential\n")
+    ad, _ = arrived_job(pull_gateway.spool, **{attribute: str(secret)})
+    source = pull_gateway.submit(ad)
+    pull_gateway.route(source, "Pull")
+    pull_gateway.run_until(lambda r: r.jobs[source].get("JobStatus") == 5, timeout=30)
+    assert "outside the job's spooled Iwd" in pull_gateway.jobs[source]["HoldReason"]
+    assert pull_gateway.jobs[source]["HoldReasonCode"] == 13
+    copies = [f for f in tmp_path.rglob("*") if f != secret and f.is_file() and not f.is_symlink()
+              and b"the gateway's own credential" in f.read_bytes()]
+    assert copies == [], "the credential was copied"
