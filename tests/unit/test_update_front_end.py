@@ -187,7 +187,8 @@ exit 3
 """)
     hook.chmod(0o755)
     runs = [subprocess.Popen([str(REPO / "hooks" / "hpcpull-hook-slot"), str(hook)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin"})
+                             stdout=subprocess.PIPE, text=True,
+                             env={"PATH": "/usr/bin:/bin", "HPCPULL_HOOK_SLOT_DIR": str(tmp_path)})
             for _ in range(3 * slots)]
     for i, run in enumerate(runs):  # every stdin first: a hook holding a slot reads its own
         assert run.stdin is not None
@@ -206,3 +207,31 @@ exit 3
         running += 1 if kind == "start" else -1
         peak = max(peak, running)
     assert 2 <= peak <= slots, peak
+
+
+def test_a_hook_waiting_for_its_input_holds_no_slot(tmp_path: Path) -> None:
+    """The router writes a hook's stdin from its event loop, minutes late after a poll that
+    started thousands of hooks: hooks whose input is still missing must not keep the slots
+    from the hooks whose input is there."""
+    slots = 2 * os.cpu_count()
+    hook = tmp_path / "hook"
+    hook.write_text("#!/bin/sh\nread line\necho \"got $line\"\n")
+    hook.chmod(0o755)
+    inputs = tmp_path / "tmp"
+    inputs.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HPCPULL_HOOK_SLOT_DIR": str(tmp_path), "TMPDIR": str(inputs)}
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([str(REPO / "hooks" / "hpcpull-hook-slot"), str(hook)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, env=env)
+    waiting = [start() for _ in range(slots)]  # started first, their input not yet written
+    time.sleep(1)
+    ready = [start() for _ in range(slots)]
+    try:
+        outputs = [run.communicate(f"job {i}\n", timeout=30)[0] for i, run in enumerate(ready)]
+    finally:
+        late = [run.communicate("late\n", timeout=30)[0] for run in waiting]
+    assert outputs == [f"got job {i}\n" for i in range(slots)]
+    assert late == ["got late\n"] * slots
+    assert [run.returncode for run in waiting + ready] == [0] * (2 * slots)
+    assert list(inputs.iterdir()) == [], "the inputs' temporary files are removed"
