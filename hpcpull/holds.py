@@ -8,7 +8,7 @@ table lists the same values.
 
 # HoldReasonCode (HTCondor's)
 UNSPECIFIED = 0
-TRANSFER_OUTPUT_ERROR = 12
+TRANSFER_OUTPUT_ERROR = 12       # subcode: the errno of the failed output (2 = missing)
 TRANSFER_INPUT_ERROR = 13        # subcode: the errno of the failed input (2 = not found)
 JOB_OUT_OF_RESOURCES = 34
 JOB_DURATION_EXCEEDED = 46

@@ -32,7 +32,7 @@ from typing import Callable, Optional
 
 import classad2
 
-from . import holds
+from . import holds, teardown
 from . import jobdir as jd
 from .atomicfile import ensure_shared_dir, write_atomically
 from .classads import (
@@ -72,11 +72,11 @@ from .submission import (
     JobLock,
     SubmissionState,
     load_state,
-    recover,
     route_of_batch_job,
     save_state,
     submit_once,
 )
+from .teardown import Keep, read_exit_record
 
 # Source bookkeeping that must not leak into a (re-)routed copy (recipe pitfall 9).
 DROP_FROM_ROUTED = {
@@ -85,7 +85,11 @@ DROP_FROM_ROUTED = {
     "shadowbday", "jobcurrentstartdate", "lastjobstatus",
 }
 DROP_PREFIXES = ("lastrejmatch", "autocluster", "hpcpull")
-
+# ... except the routes that gave the job back: the copy carries them, so that the next
+# give-back adds its route to the whole list (the source's value is what the routes'
+# REQUIREMENTS test, and only a give-back ever changes it).
+KEEP_IN_ROUTED = {"hpcpullundoneroutes"}
+UNDONE_ROUTES = "HpcPullUndoneRoutes"
 
 
 @dataclass
@@ -172,15 +176,6 @@ def _own_job_dir(copy: classad2.ClassAd) -> Optional[jd.JobDir]:
         return None
 
 
-def _read_exit_record(job: jd.JobDir) -> Optional[ExitRecord]:
-    try:
-        return ExitRecord.from_dict(json.loads(job.file(jd.EXIT_STATUS).read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # written atomically, so unreadable means not ours or damaged: ignore
-
-
 def _started_time(job: jd.JobDir) -> Optional[float]:
     try:
         return float(json.loads(job.file(jd.STARTED).read_text(encoding="utf-8"))["time"])
@@ -190,6 +185,37 @@ def _started_time(job: jd.JobDir) -> Optional[float]:
 
 def _batch(route: RouteSettings, gateway: GatewaySettings) -> BatchSystem:
     return get_batch_system(route.lrms, lrms_command_environment(gateway), gateway.command_timeout_s)
+
+
+def _recorded_route(config: Config, state: SubmissionState) -> Optional[RouteSettings]:
+    """The configured route a job's batch job was submitted on (None if it is not known)."""
+    name = state.route or route_of_batch_job(state.job_name or "")
+    if not name or not config.route_exists(name):
+        return None
+    try:
+        return config.route(name)
+    except ConfigError:
+        return None
+
+
+def _batch_for(config: Config, *fallbacks: str) -> teardown.BatchFor:
+    """The batch system of a job's batch job: the one recorded at submission, else (a state
+    written before it was recorded) that of the route in its batch job name, else the first
+    of ``fallbacks`` -- the lrms of the hook's own copy and route, given only by hooks that
+    have the job's routed copy.  None when nothing tells: then nobody cancels it."""
+    gateway = config.gateway()
+
+    def resolve(state: SubmissionState) -> Optional[BatchSystem]:
+        recorded = _recorded_route(config, state)
+        lrms = state.lrms or (recorded.lrms if recorded else "") or next((f for f in fallbacks if f), "")
+        return get_batch_system(lrms, lrms_command_environment(gateway), gateway.command_timeout_s) if lrms else None
+
+    return resolve
+
+
+def _keep_for(config: Config, state: SubmissionState, route: RouteSettings) -> Keep:
+    """What to keep of a job directory: its own route's knobs, else those of ``route``."""
+    return Keep.of(_recorded_route(config, state) or route)
 
 
 def _status_cache(batch: BatchSystem, gateway: GatewaySettings) -> StatusCache:
@@ -243,7 +269,7 @@ def _refuse_while_unreachable(route: RouteSettings, gateway: GatewaySettings) ->
     retries).  Judged from the latest status snapshot, written by the poller or a hook; a
     failed one older than PAUSE_WINDOW_S no longer counts (nobody has looked since)."""
     cache = StatusCache(gateway.status_cache_dir, f"{route.lrms}-status", gateway.status_max_age_s, dict)
-    snap = cache.latest()
+    snap = cache.latest(with_jobs=False)
     window = max(PAUSE_WINDOW_S, 2 * gateway.status_max_age_s)
     if snap is not None and not snap.ok and time.time() - snap.taken_at < window:
         raise ConfigError(
@@ -300,7 +326,7 @@ def translate(text: str, config: Config) -> HookResult:
     routed = classad2.ClassAd()
     for attr in source.keys():
         low = attr.lower()
-        if low not in DROP_FROM_ROUTED and not low.startswith(DROP_PREFIXES):
+        if low in KEEP_IN_ROUTED or (low not in DROP_FROM_ROUTED and not low.startswith(DROP_PREFIXES)):
             routed[attr] = source.lookup(attr)
     routed["Managed"] = "External"
     routed["ManagedManager"] = "hpcpull"
@@ -317,8 +343,8 @@ def translate(text: str, config: Config) -> HookResult:
         from .resources import resource_request
 
         request = resource_request(source, route)
-        _finish_abandoned_cleanups(job.path.parent.parent, route, config.gateway())
-        adopted = _adopt_earlier_submission(job, source, route, config.gateway())
+        _finish_leftovers(job.path.parent.parent, route, config)
+        adopted = _adopt_earlier_submission(job, source, route, config)
         if not adopted:
             _prepare_job_dir(source, route, job, _spool_dir())
         routed["HpcPullJobDir"] = str(job.path)
@@ -355,7 +381,7 @@ def translate(text: str, config: Config) -> HookResult:
 
 
 def _adopt_earlier_submission(job: jd.JobDir, source: classad2.ClassAd, route: RouteSettings,
-                              gateway: GatewaySettings) -> Optional[str]:
+                              config: Config) -> Optional[str]:
     """The job is routed again while an earlier routing's batch job still counts: CLEANUP
     parked it (see _cleanup_verdict), or an earlier TRANSLATE submitted it and died before
     the router read its output (a TRANSLATE killed by a signal with no output leaves the job
@@ -365,6 +391,7 @@ def _adopt_earlier_submission(job: jd.JobDir, source: classad2.ClassAd, route: R
     batch job's id (or token), None if there is nothing to adopt."""
     if not job.control.is_dir():
         return None
+    gateway = config.gateway()
     with JobLock(job, wait=gateway.command_timeout_s) as lock:
         if not lock.acquired:
             raise ConfigError(f"job directory {job.path} is busy in another hook")
@@ -378,12 +405,11 @@ def _adopt_earlier_submission(job: jd.JobDir, source: classad2.ClassAd, route: R
             same_job = False
         if not same_job or route_of_batch_job(state.job_name or "") != route.name:
             # Another job with this id, or another route now: the parked batch job is stale.
+            # It is cancelled in its own batch system, which need not be this route's.
             try:
-                _cancel_if_alive(job, _batch(route, gateway), _job_id(source))
-            except LrmsError as exc:
+                teardown.stop_batch_job(job, _batch_for(config), _job_id(source))
+            except HpcPullError as exc:
                 raise ConfigError(f"cannot cancel the stale batch job of {job.path} yet: {exc}") from None
-            state.parked, state.cleaned = False, True
-            save_state(job, state)
             _parked_marker(job).unlink(missing_ok=True)
             return None
         state.parked = False
@@ -431,9 +457,9 @@ def _observe(
     gateway: GatewaySettings, route: RouteSettings, now: float,
 ) -> Observation:
     """Where the batch job is.  Caller holds the job lock; ``state`` may be updated and saved."""
-    record = _read_exit_record(job)
-    if record is not None:
-        return Observation(Phase.FINISHED, exit=record)  # authoritative, whatever the LRMS says
+    record = read_exit_record(job)
+    if record is not None:  # authoritative, whatever the LRMS says
+        return _finished(job, state, copy, batch, gateway, record, now)
     if not state.batch_job_id:
         return Observation(Phase.UNKNOWN)
     snap = _status_cache(batch, gateway).snapshot()
@@ -473,6 +499,25 @@ def _observe(
     return Observation(Phase.FAILED, hold=hold_for_ended_job(copy, status, batch.name))
 
 
+def _finished(job: jd.JobDir, state: SubmissionState, copy: classad2.ClassAd, batch: BatchSystem,
+              gateway: GatewaySettings, record: ExitRecord, now: float) -> Observation:
+    """The payload exited: completed -- unless an output file it promised is missing, which
+    holds the job as HTCondor does (outputs.py).  The file may still be on its way over the
+    shared filesystem, so it is waited for HPCPULL_EXIT_FILE_GRACE first.  Caller holds the lock."""
+    from .outputs import hold_for_missing_outputs, missing_outputs
+
+    missing = missing_outputs(copy, job.path, record)
+    if not missing:
+        return Observation(Phase.FINISHED, exit=record)
+    if state.outputs_missing_since is None:
+        state.outputs_missing_since = now
+        save_state(job, state)
+    if now - state.outputs_missing_since < gateway.exit_file_grace_s:
+        return Observation(Phase.UNKNOWN)
+    return Observation(Phase.FAILED, exit=record,
+                       hold=hold_for_missing_outputs(job.path, missing, state.batch_job_id, batch.name))
+
+
 def _requeue(job: jd.JobDir, state: SubmissionState, why: str) -> None:
     """Forget the batch job (its node failed, it was preempted) so the next UPDATE submits
     the script again; the job restarts in its job directory.  Caller holds the job lock."""
@@ -486,18 +531,6 @@ def _requeue(job: jd.JobDir, state: SubmissionState, why: str) -> None:
             pass
     save_state(job, state)
     _note(job, "update", f"{why}: submitting again (requeue {state.requeues})")
-
-
-def _cancel_if_alive(job: jd.JobDir, batch: BatchSystem, source_job_id: str) -> Optional[str]:
-    """Cancel the job's batch job unless it has finished.  Caller holds the job lock."""
-    if _read_exit_record(job) is not None:
-        return None
-    state = load_state(job)
-    recover(job, state, batch, source_job_id)  # a submit interrupted by a crash
-    if not state.batch_job_id:
-        return None
-    batch.cancel(state.batch_job_id)
-    return state.batch_job_id
 
 
 def update(text: str, config: Config, now: Optional[float] = None) -> HookResult:
@@ -535,16 +568,22 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
             return HookResult()  # another hook is working on this job right now
         state = load_state(job)
         if state.cleaned:
-            return _updates({"Managed": "ScheddDone"}) if status == REMOVED else HookResult()
+            if status == REMOVED:
+                return _updates({"Managed": "ScheddDone"})
+            if state.give_back:
+                return _give_back(job, state, copy, route, gateway)  # the schedd did not take it yet
+            return HookResult()
         if status == REMOVED:
-            # Someone removed the copy: stop the batch job and let the copy leave the queue.
-            cancelled = _cancel_if_alive(job, batch, source_job_id)
-            state = load_state(job)
-            state.cleaned = True  # nothing left to keep for a re-route (CLEANUP removes the dir)
-            save_state(job, state)
+            # Someone removed the copy: stop the batch job and let the copy leave the queue
+            # (nothing is left to keep for a re-route; CLEANUP removes the directory).
+            cancelled = teardown.stop_batch_job(
+                job, _batch_for(config, string_attr(copy, "HpcPullLrms"), route.lrms), source_job_id)
             _note(job, "update", f"copy removed; cancelled batch job {cancelled}" if cancelled else "copy removed")
             _event(gateway, "REMOVED", copy, cancelled=cancelled)
             return _updates({"Managed": "ScheddDone"})
+        if state.lrms and state.lrms != batch.name and (state.batch_job_id or state.token):
+            # Submitted before the route's HPCPULL_LRMS changed: followed where it was submitted.
+            batch = get_batch_system(state.lrms, lrms_command_environment(gateway), gateway.command_timeout_s)
         if not state.batch_job_id and status == IDLE:
             throttled = _throttled(route, gateway, batch)
             if throttled:
@@ -574,7 +613,7 @@ def update(text: str, config: Config, now: Optional[float] = None) -> HookResult
         seen = _observe(job, state, copy, batch, gateway, route, now)
         if (seen.phase is Phase.PENDING and route.max_idle_s is not None and state.submitted_at
                 and now - state.submitted_at > route.max_idle_s):
-            return _undo_routing(job, state, copy, batch, route, gateway, now)
+            return _undo_routing(job, state, copy, config, route, now)
     updates = transition(copy, seen, now)
     if state.batch_job_id and state.batch_job_id != string_attr(copy, "HpcPullBatchJobId"):
         updates["HpcPullBatchJobId"] = state.batch_job_id
@@ -659,65 +698,122 @@ def _record_submission(gateway: GatewaySettings, route: RouteSettings) -> None:
         pass
 
 
-def _undo_routing(job: jd.JobDir, state: SubmissionState, copy: classad2.ClassAd, batch: BatchSystem,
-                  route: RouteSettings, gateway: GatewaySettings, now: float) -> HookResult:
+def _undo_routing(job: jd.JobDir, state: SubmissionState, copy: classad2.ClassAd, config: Config,
+                  route: RouteSettings, now: float) -> HookResult:
     """The batch job waited longer than HPCPULL_MAX_IDLE_TIME: cancel it and give the job back
     to HTCondor, idle, to run elsewhere (the seed's "undo the transformation").  Caller
     holds the job lock."""
     waited = int(now - (state.submitted_at or now))
-    try:
-        if state.batch_job_id:
-            batch.cancel(state.batch_job_id)
-    except LrmsError as exc:
-        return HookResult(messages=[f"undo routing: cannot cancel batch job {state.batch_job_id} yet: {exc}"])
-    state.cleaned = True
+    reason = (f"hpcpull: batch job {state.batch_job_id} waited {waited} s in {state.lrms or route.lrms} "
+              f"(route {route.name} gives jobs back after {route.max_idle_s} s)")
+    # Recorded first: from here on every UPDATE finishes the give-back, whatever stops this one.
+    state.give_back = reason
     save_state(job, state)
+    try:
+        teardown.stop_batch_job(job, _batch_for(config, string_attr(copy, "HpcPullLrms"), route.lrms),
+                                string_attr(copy, "RoutedFromJobId"))
+    except HpcPullError as exc:
+        state = load_state(job)  # as stop_batch_job left it (a recovered batch job id is kept)
+        state.give_back = None   # not given back: the job is still the route's
+        save_state(job, state)
+        return HookResult(messages=[f"undo routing: cannot cancel batch job {state.batch_job_id} yet: {exc}"])
+    _note(job, "update", reason)
+    return _give_back(job, load_state(job), copy, route, config.gateway())
+
+
+def _give_back(job: jd.JobDir, state: SubmissionState, copy: classad2.ClassAd, route: RouteSettings,
+               gateway: GatewaySettings) -> HookResult:
+    """The schedd's part of a give-back: the route added to the source's HpcPullUndoneRoutes,
+    then the copy removed (the router then yields the source, idle).  Until the schedd has
+    applied both, ``state.give_back`` stays and each UPDATE tries again: a copy removed
+    without the edit would let the route take the job back, a copy not removed would stay
+    idle for ever.  Caller holds the job lock."""
+    source_id, reason = string_attr(copy, "RoutedFromJobId"), state.give_back or ""
     schedd = gateway_schedd(gateway.schedd_double)
-    undone = [r for r in (string_attr(copy, "HpcPullUndoneRoutes") or "").split(",") if r]
+    undone = [r for r in string_attr(copy, UNDONE_ROUTES).split(",") if r.strip()]
     if route.name not in undone:
         undone.append(route.name)
-    schedd.edit(string_attr(copy, "RoutedFromJobId"), "HpcPullUndoneRoutes", classad2.quote(",".join(undone)))
-    reason = (f"hpcpull: batch job {state.batch_job_id} waited {waited} s in {batch.name} "
-              f"(route {route.name} gives jobs back after {route.max_idle_s} s)")
-    _note(job, "update", reason)
+    edited = schedd.edit(source_id, UNDONE_ROUTES, classad2.quote(",".join(undone)))
+    if not edited.applied and not edited.gone:
+        _note(job, "update", f"giving job {source_id} back waits for the schedd: {edited}")
+        return HookResult(messages=[f"giving job {source_id} back waits for the schedd: {edited}"])
     # The directory stays until CLEANUP: the router's next UPDATE still gets the copy as it
     # was before this removal (JobRouter.cpp refreshes dest_ad from its queue mirror), and
     # finds it cleaned, not missing.
-    outcome = schedd.remove(_job_id(copy), reason)
-    _event(gateway, "UNDONE", copy, batch_job=state.batch_job_id, waited_s=waited, outcome=outcome)
-    return HookResult(messages=[f"gave job {string_attr(copy, 'RoutedFromJobId')} back: {reason}"])
+    removed = schedd.remove(_job_id(copy), reason)
+    if not removed.applied and not removed.gone:
+        _note(job, "update", f"giving job {source_id} back waits for the schedd: {removed}")
+        return HookResult(messages=[f"giving job {source_id} back waits for the schedd: {removed}"])
+    state.give_back = None
+    save_state(job, state)
+    _event(gateway, "UNDONE", copy, batch_job=state.batch_job_id, reason=reason, undone_routes=",".join(undone),
+           outcome=str(removed))
+    return HookResult(messages=[f"gave job {source_id} back: {reason}"])
 
 
 def _held(copy: classad2.ClassAd, config: Config) -> HookResult:
     """A held copy (its hold mirrored on the source).  condor_release of the source cannot
     undo a mirrored hold (the router re-holds it: routed-copy recipe, pitfall 4), so UPDATE
-    watches for it: once the source is no longer held, the batch job is cancelled, the job
+    watches for it: once the source is released, the batch job is cancelled, the job
     directory set aside, and the copy removed -- the router then routes the source again,
     from a clean state (a new TRANSLATE, a new batch job)."""
     route, gateway = config.route(string_attr(copy, "RouteName")), config.gateway()
     schedd = gateway_schedd(gateway.schedd_double)
-    source_status = schedd.job_status(string_attr(copy, "RoutedFromJobId"))
-    if source_status in (None, HELD, REMOVED):
-        return HookResult()  # still held, the schedd cannot tell now (ask next poll), or removed (CLEANUP)
+    source_id = string_attr(copy, "RoutedFromJobId")
+    try:
+        source_status = schedd.source_status(source_id)
+    except ScheddUnreachable:
+        return HookResult()  # asked again next poll
     job = _own_job_dir(copy)
-    if job is not None and job.control.is_dir():
-        with JobLock(job) as lock:
-            if not lock.acquired:
-                return HookResult()
-            try:
-                _cancel_if_alive(job, _batch(route, gateway), string_attr(copy, "RoutedFromJobId"))
-            except LrmsError as exc:
-                return HookResult(messages=[f"released job: cannot cancel its batch job yet: {exc}"])
-            state = load_state(job)
-            state.cleaned = True
-            save_state(job, state)
-        failure = failed_reason(copy)
-        if route.keep_failed_jobs and failure:
-            _keep_failed(job, failure)
-        _remove_job_dir(job)
+    if job is not None and not job.control.is_dir():
+        job = None
+    if source_status == HELD:
+        if job is not None:
+            _remember_source_held(job)
+        return HookResult()
+    # condor_release makes a held job idle (JobStatus 1); removed (3: CLEANUP ends it), gone
+    # from the queue, or anything else is no release.
+    if source_status != IDLE or not _released(copy, job):
+        return HookResult()
+    ended: Optional[teardown.Ended] = None
+    if job is not None:
+        try:
+            ended = teardown.tear_down(
+                job, _batch_for(config, string_attr(copy, "HpcPullLrms"), route.lrms), source_id,
+                Keep.of(route), failed_reason(copy), reused=True)
+        except teardown.Busy:
+            return HookResult()  # asked again next poll
+        except LrmsError as exc:
+            return HookResult(messages=[f"released job {source_id}: cannot cancel its batch job yet: {exc}"])
     outcome = schedd.remove(_job_id(copy), "hpcpull: the source job was released; it is routed again")
-    _event(gateway, "RELEASED", copy, outcome=outcome)
+    if not outcome.applied and not outcome.gone:
+        return HookResult(messages=[f"released job {source_id}: the copy stays until the schedd removes it: "
+                                    f"{outcome}"])
+    _event(gateway, "RELEASED", copy, outcome=str(outcome), kept=ended.kept if ended else None,
+           cancelled=ended.cancelled if ended else None)
     return HookResult()
+
+
+def _released(copy: classad2.ClassAd, job: Optional[jd.JobDir]) -> bool:
+    """Whether an idle source means its user released it.  The router mirrors the copy's
+    status onto the source after each UPDATE (JobRouter.cpp FinishCheckSubmittedJobStatus:
+    update_job_status), so a hold hpcpull printed is on the source before the next UPDATE,
+    and an idle source was released.  A hold someone else put on the copy (condor_hold of
+    the copy, its periodic_hold) is first seen by an UPDATE that runs before that mirroring:
+    until UPDATE has seen the source held, idle means not mirrored yet."""
+    if string_attr(copy, "HoldReason").startswith("hpcpull") or string_attr(copy, "HpcPullRouteError"):
+        return True
+    return job is None or load_state(job).source_held_seen
+
+
+def _remember_source_held(job: jd.JobDir) -> None:
+    with JobLock(job) as lock:
+        if not lock.acquired:
+            return  # the next poll remembers it
+        state = load_state(job)
+        if not state.source_held_seen:
+            state.source_held_seen = True
+            save_state(job, state)
 
 
 # --------------------------------------------------------------------------- FINALIZE
@@ -743,7 +839,9 @@ def finalize(text: str, config: Config, now: Optional[float] = None) -> HookResu
                 source[attr] = copy.lookup(attr)
         spooled = is_spooled(source, _spool_dir())
         report = transfer_output_sandbox(source, job.path, link=True, confine_to_iwd=spooled)
-        _mark_outputs_returned(job)
+        if not _mark_outputs_returned(job):
+            _note(job, "finalize", "job directory busy in another hook: outputs returned but not recorded "
+                  "(CLEANUP returns them again)")
         # As the shadow does: the files now in the Iwd, which the schedd sends when the
         # submitter fetches a spooled job's output (HTCondor-C, condor_transfer_data).
         updates["SpooledOutputFiles"] = ",".join(report.returned)
@@ -788,43 +886,36 @@ def cleanup(text: str, config: Config) -> HookResult:
     kept: Optional[Path] = None
     cancelled_id: Optional[str] = None
     if job is not None and job.control.is_dir():
+        failure = failed_reason(copy)
         with JobLock(job, wait=gateway.command_timeout_s) as lock:
             if not lock.acquired:
                 return HookResult(exit_code=1, messages=["job is busy in another hook; will retry"])
             verdict = _cleanup_verdict(copy, load_state(job), gateway)
             if verdict != CLEAN:
                 return _park(job, copy, gateway, verdict)
-            try:
-                _cleaning_marker(job).touch()  # a killed CLEANUP is not run again: _finish_abandoned_cleanups
-            except OSError:
-                pass
+            # A killed CLEANUP is not run again (_finish_leftovers); the marker keeps what the
+            # copy said about the job, which nobody else knows.
+            _write_marker(_cleaning_marker(job), {"failure": failure})
             if int_attr(copy, "JobStatus") == COMPLETED and not load_state(job).outputs_returned:
                 _finish_output_return(job, copy)
             try:
-                cancelled = cancelled_id = _cancel_if_alive(
-                    job, _batch(route, gateway), string_attr(copy, "RoutedFromJobId"))
-                crash_point("cleanup:after-cancel")
+                cancelled_id = teardown.stop_batch_job(
+                    job, _batch_for(config, string_attr(copy, "HpcPullLrms"), route.lrms),
+                    string_attr(copy, "RoutedFromJobId"), crash_after_cancel="cleanup:after-cancel")
             except LrmsError as exc:
                 _note(job, "cleanup", f"could not cancel the batch job, will retry: {exc}")
                 return HookResult(exit_code=1, messages=[f"cannot cancel batch job yet: {exc}"])
-            state = load_state(job)
-            state.cleaned = True
-            save_state(job, state)
-            _note(job, "cleanup", f"cancelled batch job {cancelled}" if cancelled else "nothing to cancel")
-        failure = failed_reason(copy)
-        if route.keep_failed_jobs and not route.keep_job_dirs and failure:
-            kept = _keep_failed(job, failure)
-        if not route.keep_job_dirs:
-            _remove_job_dir(job)
+            _note(job, "cleanup", f"cancelled batch job {cancelled_id}" if cancelled_id else "nothing to cancel")
+        kept = teardown.dispose(job, Keep.of(route), failure)
         try:
             _cleaning_marker(job).unlink(missing_ok=True)
         except OSError:
             pass
-        _finish_abandoned_cleanups(job.path.parent.parent, route, gateway)
+        _finish_leftovers(job.path.parent.parent, route, config)
     outcome = gateway_schedd(gateway.schedd_double).hand_back(_job_id(copy))
-    _note(job if route.keep_job_dirs else None, "cleanup", outcome)
-    _event(gateway, "CLEANED", copy, outcome=outcome, kept=kept, cancelled=cancelled_id)
-    messages.append(outcome)
+    _note(job if route.keep_job_dirs else None, "cleanup", str(outcome))
+    _event(gateway, "CLEANED", copy, outcome=str(outcome), kept=kept, cancelled=cancelled_id)
+    messages.append(str(outcome))
     return HookResult(messages=messages)
 
 
@@ -863,7 +954,7 @@ def _park(job: jd.JobDir, copy: classad2.ClassAd, gateway: GatewaySettings, verd
     if not state.parked:
         state.parked = True
         save_state(job, state)
-        _parked_marker(job).touch()
+        _write_marker(_parked_marker(job), {})
         _note(job, "cleanup", f"the router gives job {string_attr(copy, 'RoutedFromJobId')} back to be routed "
               f"again: batch job {state.batch_job_id} is kept for it")
         _event(gateway, "PARKED", copy, batch_job=state.batch_job_id)
@@ -871,61 +962,135 @@ def _park(job: jd.JobDir, copy: classad2.ClassAd, gateway: GatewaySettings, verd
     return HookResult(messages=[f"kept batch job {state.batch_job_id} for the re-route; {outcome}"])
 
 
-PARKED_DIR = ".hpcpull-parked"  # <root>/<Owner>/.hpcpull-parked/<ClusterId>.<ProcId>
+# Notes the owner's later hooks look for, <root>/<Owner>/<kind>/<ClusterId>.<ProcId>: a job
+# parked for its re-route, and a CLEANUP that may have been killed (the router counts a
+# CLEANUP killed by a signal as done and never runs it again: JobRouterHookMgr.cpp,
+# CleanupClient::hookExited, WIFSIGNALED).  Each holds a small JSON object.
+PARKED_DIR = ".hpcpull-parked"
+CLEANING_DIR = ".hpcpull-cleaning"
 
 
 def _parked_marker(job: jd.JobDir) -> Path:
     return _owner_marker(job, PARKED_DIR)
 
 
+def _cleaning_marker(job: jd.JobDir) -> Path:
+    return _owner_marker(job, CLEANING_DIR)
+
+
 def _owner_marker(job: jd.JobDir, kind: str) -> Path:
-    """<root>/<Owner>/<kind>/<ClusterId>.<ProcId>: a note the owner's later hooks look for."""
     markers = job.path.parent.parent / kind
     markers.mkdir(mode=0o700, exist_ok=True)
     return markers / f"{job.path.parent.name}.{job.path.name}"
 
 
-def _finish_orphaned_parked(owner_root: Path, route: RouteSettings, gateway: GatewaySettings) -> None:
-    """A parked job whose source job then left the queue, or was removed or held, is never
-    routed again: cancel its batch job and remove its directory.  Best effort."""
-    markers = owner_root / PARKED_DIR
+def _write_marker(marker: Path, content: dict[str, str]) -> None:
     try:
-        parked = list(markers.iterdir()) if markers.is_dir() else []
+        write_atomically(marker, json.dumps(content), mode=0o600, durable=False)
     except OSError:
-        return
-    schedd = gateway_schedd(gateway.schedd_double)
-    for marker in parked:
-        cluster, _, proc = marker.name.partition(".")
-        if not (cluster.isdigit() and proc.isdigit()):
-            continue
+        pass  # without it, only this job's own later hooks can finish it
+
+
+def _read_marker(marker: Path) -> dict[str, str]:
+    try:
+        content = json.loads(marker.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in content.items()} if isinstance(content, dict) else {}
+
+
+def _finish_leftovers(owner_root: Path, route: RouteSettings, config: Config) -> None:
+    """Finish what this owner's other jobs left behind: CLEANUPs that were killed, and parked
+    jobs whose source then left the queue or was removed or held (never routed again).
+    Each is ended with the batch system and the knobs of its own route, recorded in its
+    state, whatever route this hook serves.  Best effort: another job's leftover never makes
+    this hook fail; one that cannot be finished is logged once, and left for an admin."""
+    for kind, finish in ((PARKED_DIR, _finish_orphaned_parked), (CLEANING_DIR, _finish_abandoned_cleanup)):
+        markers = owner_root / kind
         try:
-            status = schedd.source_status(f"{cluster}.{proc}")
-        except ScheddUnreachable:
+            found = sorted(markers.iterdir()) if markers.is_dir() else []
+        except OSError:
+            continue
+        for marker in found:
+            cluster, _, proc = marker.name.partition(".")
+            if not (cluster.isdigit() and proc.isdigit()):
+                continue
+            try:
+                finish(marker, jd.JobDir(owner_root / cluster / proc), route, config)
+            except ScheddUnreachable:
+                break  # asked again by the owner's next hook
+            except teardown.Busy:
+                continue  # its own hook is at work on it now
+            except Exception as exc:  # noqa: BLE001 - another job's leftover never fails this hook
+                _leftover_not_finished(marker, config, exc)
+
+
+def _finish_orphaned_parked(marker: Path, job: jd.JobDir, route: RouteSettings, config: Config) -> None:
+    """A parked job whose source job will not be routed again: end it."""
+    source_id = marker.name
+    status = gateway_schedd(config.gateway().schedd_double).source_status(source_id)
+    if status in (IDLE, RUNNING):
+        return  # the router routes it again, and the re-route adopts it
+    if job.control.is_dir():
+        state = load_state(job)
+        ended = teardown.tear_down(job, _batch_for(config), source_id, _keep_for(config, state, route), "",
+                                   only_if=lambda now: now.parked)
+        if ended is not None:
+            _leftover_finished(config, source_id, state, ended, "parked; its job will not be routed again")
+    marker.unlink(missing_ok=True)
+
+
+def _finish_abandoned_cleanup(marker: Path, job: jd.JobDir, route: RouteSettings, config: Config) -> None:
+    """A CLEANUP that was killed: end its job as it would have."""
+    source_id = marker.name
+    if job.control.is_dir():
+        age = time.time() - marker.stat().st_mtime
+        state = load_state(job)
+        failure = _read_marker(marker).get("failure", "")
+        ended = teardown.tear_down(
+            job, _batch_for(config), source_id, _keep_for(config, state, route), failure,
+            # a cleaned job whose marker is fresh: its CLEANUP may be removing the directory right now
+            only_if=lambda now: not (now.cleaned and age < 60))
+        if ended is None:
             return
-        if status in (IDLE, RUNNING):
-            continue  # the router routes it again
-        job = jd.JobDir(owner_root / cluster / proc)
-        try:
-            if job.control.is_dir():
-                with JobLock(job) as lock:
-                    if not lock.acquired:
-                        continue
-                    state = load_state(job)
-                    if state.parked:
-                        _cancel_if_alive(job, _batch(route, gateway), f"{cluster}.{proc}")
-                        state.parked, state.cleaned = False, True
-                        save_state(job, state)
-                        _remove_job_dir(job)
-            marker.unlink(missing_ok=True)
-        except (OSError, HpcPullError, LrmsError):
-            continue
+        _leftover_finished(config, source_id, state, ended, "its CLEANUP was killed")
+    marker.unlink(missing_ok=True)
 
 
-def _mark_outputs_returned(job: jd.JobDir) -> None:
-    with JobLock(job, wait=5.0):
+def _leftover_finished(config: Config, source_id: str, state: SubmissionState, ended: teardown.Ended,
+                       why: str) -> None:
+    from .eventlog import write_event
+
+    gateway = config.gateway()
+    write_event(gateway.log_path, gateway.max_log_bytes, "CLEANED", job=source_id, route=state.route,
+                batch_job=state.batch_job_id, lrms=state.lrms, cancelled=ended.cancelled, kept=ended.kept, why=why)
+
+
+def _leftover_not_finished(marker: Path, config: Config, exc: Exception) -> None:
+    """One log line for a leftover that cannot be finished, the first time its problem is seen
+    (the marker remembers it: every hook of the owner looks at it again)."""
+    from .eventlog import write_event
+
+    problem = one_stderr_line(f"{type(exc).__name__}: {exc}" if not isinstance(exc, HpcPullError) else str(exc))
+    content = _read_marker(marker)
+    if content.get("problem") == problem:
+        return
+    _write_marker(marker, {**content, "problem": problem})
+    gateway = config.gateway()
+    write_event(gateway.log_path, gateway.max_log_bytes, "LEFTOVER", job=marker.name, marker=marker,
+                problem=problem)
+
+
+def _mark_outputs_returned(job: jd.JobDir) -> bool:
+    """Record that FINALIZE returned the output sandbox; False if the job lock was not had
+    (then nothing is written: another hook is saving the state)."""
+    with JobLock(job, wait=5.0) as lock:
+        if not lock.acquired:
+            return False
         state = load_state(job)
         state.outputs_returned = True
         save_state(job, state)
+    return True
 
 
 def _finish_output_return(job: jd.JobDir, copy: classad2.ClassAd) -> None:
@@ -947,54 +1112,6 @@ def _finish_output_return(job: jd.JobDir, copy: classad2.ClassAd) -> None:
         _note(job, "cleanup", f"FINALIZE did not finish and the output return failed: {exc}")
 
 
-CLEANING_DIR = ".hpcpull-cleaning"  # <root>/<Owner>/.hpcpull-cleaning/<ClusterId>.<ProcId>
-
-
-def _cleaning_marker(job: jd.JobDir) -> Path:
-    return _owner_marker(job, CLEANING_DIR)
-
-
-def _finish_abandoned_cleanups(owner_root: Path, route: RouteSettings, gateway: GatewaySettings) -> None:
-    """Finish the CLEANUPs of this owner that were killed: the router counts a CLEANUP killed
-    by a signal as done (CleanupClient::hookExited: WIFSIGNALED) and never runs it again.
-    Best effort: another job's leftovers never make this hook fail."""
-    _finish_orphaned_parked(owner_root, route, gateway)
-    markers = owner_root / CLEANING_DIR
-    try:
-        leftovers = list(markers.iterdir()) if markers.is_dir() else []
-    except OSError:
-        return
-    for marker in leftovers:
-        try:
-            _finish_abandoned_cleanup(marker, owner_root, route, gateway)
-        except (OSError, HpcPullError):
-            continue  # tried again by the owner's next TRANSLATE or CLEANUP
-
-
-def _finish_abandoned_cleanup(marker: Path, owner_root: Path, route: RouteSettings, gateway: GatewaySettings) -> None:
-    cluster, _, proc = marker.name.partition(".")
-    if not (cluster.isdigit() and proc.isdigit()):
-        return
-    job = jd.JobDir(owner_root / cluster / proc)
-    if job.control.is_dir():
-        with JobLock(job) as lock:
-            if not lock.acquired:
-                return  # its CLEANUP is running right now
-            state = load_state(job)
-            if state.cleaned and time.time() - marker.stat().st_mtime < 60:
-                return  # its CLEANUP may be removing the directory right now
-            try:
-                _cancel_if_alive(job, _batch(route, gateway), f"{cluster}.{proc}")
-            except LrmsError:
-                return
-            state.cleaned = True
-            save_state(job, state)
-        _note(job, "cleanup", "finished a CLEANUP that was killed")
-        if not route.keep_job_dirs:
-            _remove_job_dir(job)
-    marker.unlink(missing_ok=True)
-
-
 def failed_reason(copy: classad2.ClassAd) -> str:
     """Why the routed job counts as failed ("" if it did not): worth keeping for inspection."""
     if string_attr(copy, "HpcPullRouteError"):
@@ -1007,30 +1124,6 @@ def failed_reason(copy: classad2.ClassAd) -> str:
         if string_attr(copy, attr):
             return f"held: {string_attr(copy, attr)}"
     return ""
-
-
-def _remove_job_dir(job: jd.JobDir) -> None:
-    """Remove a job directory, and its <ClusterId> directory once its last proc is gone."""
-    shutil.rmtree(job.path, ignore_errors=True)
-    try:
-        job.path.parent.rmdir()
-    except OSError:
-        pass
-
-
-def _keep_failed(job: jd.JobDir, reason: str) -> Optional[Path]:
-    """Move a failed job's directory aside (same filesystem: a rename) instead of deleting it."""
-    target = jd.failed_copy_for(job, time.strftime("%Y%m%dT%H%M%S"))
-    try:
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        job.path.rename(target)
-    except OSError:
-        return None
-    try:
-        (target / jd.CONTROL_DIR / "failed").write_text(reason + "\n", encoding="utf-8")
-    except OSError:
-        pass
-    return target
 
 
 # --------------------------------------------------------------------------- hook I/O

@@ -70,6 +70,8 @@ class Hold:
 
 @dataclass(frozen=True)
 class Observation:
+    """One look at the batch job; ``exit`` with FAILED: the payload exited, yet the job failed."""
+
     phase: Phase
     start: Optional[float] = None
     exit: Optional[ExitRecord] = None
@@ -146,8 +148,9 @@ def completed_set(copy: classad2.ClassAd, record: ExitRecord, now: float) -> dic
     return updates
 
 
-def hold_set(copy: classad2.ClassAd, hold: Hold, now: float) -> dict[str, Value]:
-    """Anything -> held with a reason a user can act on."""
+def hold_set(copy: classad2.ClassAd, hold: Hold, now: float, ended: Optional[float] = None) -> dict[str, Value]:
+    """Anything -> held with a reason a user can act on.  ``ended``: when the run ended, if
+    it did (a job held after its payload exited): the run's wall time stops there."""
     updates: dict[str, Value] = {
         "JobStatus": HELD,
         "EnteredCurrentStatus": int(now),
@@ -157,7 +160,7 @@ def hold_set(copy: classad2.ClassAd, hold: Hold, now: float) -> dict[str, Value]
         "HoldReasonSubCode": hold.subcode,
     }
     if int_attr(copy, "JobStatus") == RUNNING:
-        updates["RemoteWallClockTime"] = _wall_before_this_run(copy) + _this_run(copy, now)
+        updates["RemoteWallClockTime"] = _wall_before_this_run(copy) + _this_run(copy, now if ended is None else ended)
     return updates
 
 
@@ -174,5 +177,11 @@ def transition(copy: classad2.ClassAd, seen: Observation, now: float) -> dict[st
             return running_set(copy, seen.exit.start)
         return completed_set(copy, seen.exit, now)
     if seen.phase is Phase.FAILED and seen.hold is not None and status != HELD:
+        if seen.exit is not None:
+            # The payload ran and exited, then the job failed (its outputs are missing):
+            # report the run first, as for a completion, then the hold.
+            if status != RUNNING:
+                return running_set(copy, seen.exit.start)
+            return hold_set(copy, seen.hold, now, ended=seen.exit.end)
         return hold_set(copy, seen.hold, now)
     return {}

@@ -13,10 +13,27 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Any, Optional, Protocol
 
 MANAGED_DONE = '"ScheddDone"'
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the schedd made of one request: whether it took effect, and one line for the log.
+
+    ``gone``: the job is not in the queue, so there was nothing to apply the request to.
+    Callers that must know (a copy given back has to leave the queue) test ``applied``.
+    """
+
+    applied: bool
+    text: str
+    gone: bool = False
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class ScheddUnreachable(Exception):
@@ -24,8 +41,8 @@ class ScheddUnreachable(Exception):
 
 
 class GatewaySchedd(Protocol):
-    def hand_back(self, job_id: str) -> str:
-        """Set Managed = "ScheddDone" on ``job_id``; return a one-line outcome for the log."""
+    def hand_back(self, job_id: str) -> Outcome:
+        """Set Managed = "ScheddDone" on ``job_id``."""
         ...
 
     def job_status(self, job_id: str) -> Optional[int]:
@@ -37,12 +54,12 @@ class GatewaySchedd(Protocol):
         schedd cannot tell now."""
         ...
 
-    def remove(self, job_id: str, reason: str) -> str:
-        """condor_rm ``job_id`` with ``reason``; a one-line outcome for the log."""
+    def remove(self, job_id: str, reason: str) -> Outcome:
+        """condor_rm ``job_id`` with ``reason``."""
         ...
 
-    def edit(self, job_id: str, attr: str, expr: str) -> str:
-        """condor_qedit ``job_id`` ``attr`` ``expr`` (a ClassAd expression); a one-line outcome."""
+    def edit(self, job_id: str, attr: str, expr: str) -> Outcome:
+        """condor_qedit ``job_id`` ``attr`` ``expr`` (a ClassAd expression)."""
         ...
 
 
@@ -53,14 +70,14 @@ def _failure(exc: Exception) -> str:
 class HTCondorSchedd:
     """The local schedd, through ``htcondor2.Schedd``."""
 
-    def hand_back(self, job_id: str) -> str:
+    def hand_back(self, job_id: str) -> Outcome:
         outcome = self.edit(job_id, "Managed", MANAGED_DONE)
         # Expected to fail when the copy is already gone or the schedd is restarting: the
         # router removes the copy itself, and UPDATE's completed set yields it too.
-        if outcome.startswith("set"):
-            return f"handed {job_id} back to the schedd"
-        if "nonexistent job" in outcome:
-            return f"{job_id} had already left the queue"
+        if outcome.applied:
+            return Outcome(True, f"handed {job_id} back to the schedd")
+        if outcome.gone:
+            return Outcome(False, f"{job_id} had already left the queue", gone=True)
         return outcome
 
     def job_status(self, job_id: str) -> Optional[int]:
@@ -79,23 +96,44 @@ class HTCondorSchedd:
             raise ScheddUnreachable(_failure(exc)) from None
         return int(ads[0]["JobStatus"]) if ads else None
 
-    def remove(self, job_id: str, reason: str) -> str:
+    def remove(self, job_id: str, reason: str) -> Outcome:
         import htcondor2
 
         try:
-            htcondor2.Schedd().act(htcondor2.JobAction.Remove, job_id, reason=reason)
+            result = htcondor2.Schedd().act(htcondor2.JobAction.Remove, job_id, reason=reason)
         except Exception as exc:  # noqa: BLE001
-            return f"removal of {job_id} not applied: {_failure(exc)}"
-        return f"removed {job_id}: {reason}"
+            return Outcome(False, f"removal of {job_id} not applied: {_failure(exc)}")
+        # The result ad counts the jobs per outcome (htcondor2/_schedd.py, Schedd.act:
+        # TotalSuccess, TotalNotFound, TotalAlreadyDone, TotalPermissionDenied, ...).
+        if _count(result, "TotalSuccess") or _count(result, "TotalAlreadyDone"):
+            return Outcome(True, f"removed {job_id}: {reason}")
+        if _count(result, "TotalNotFound"):
+            return Outcome(False, f"removal of {job_id} not applied: no such job", gone=True)
+        return Outcome(False, f"removal of {job_id} not applied: the schedd refused it ({_counts(result)})")
 
-    def edit(self, job_id: str, attr: str, expr: str) -> str:
+    def edit(self, job_id: str, attr: str, expr: str) -> Outcome:
         import htcondor2
 
         try:
-            htcondor2.Schedd().edit(job_id, attr, expr)
+            edited = htcondor2.Schedd().edit(job_id, attr, expr)
         except Exception as exc:  # noqa: BLE001
-            return f"edit of {job_id} ({attr}) not applied: {_failure(exc)}"
-        return f"set {attr} of {job_id}"
+            text = _failure(exc)
+            return Outcome(False, f"edit of {job_id} ({attr}) not applied: {text}", gone="nonexistent job" in text)
+        if isinstance(edited, int) and edited == 0:  # Schedd.edit returns the number of jobs edited
+            return Outcome(False, f"edit of {job_id} ({attr}) not applied: no such job", gone=True)
+        return Outcome(True, f"set {attr} of {job_id}")
+
+
+def _count(result: Any, key: str) -> int:
+    try:
+        return int(result.get(key) or 0)
+    except (TypeError, ValueError, AttributeError):
+        return 0
+
+
+def _counts(result: Any) -> str:
+    keys = ("TotalError", "TotalBadStatus", "TotalPermissionDenied")
+    return ", ".join(f"{k} = {_count(result, k)}" for k in keys)
 
 
 class ScheddTestDouble:
@@ -104,6 +142,9 @@ class ScheddTestDouble:
     Selected only by the HPCPULL_SCHEDD_DOUBLE knob, which the test and demo harness
     (hpcpull.routersim) sets; the harness applies the recorded calls to its simulated
     queue and publishes the queue's job states in ``<path>.queue.json`` for job_status.
+    A test makes the double refuse requests, as a schedd that is down or denies them
+    would, by listing them in ``<path>.refuse``, one per line: ``remove``, ``edit`` or
+    ``edit <Attribute>``.  A refused request is not recorded.
     """
 
     def __init__(self, path: Path) -> None:
@@ -113,9 +154,19 @@ class ScheddTestDouble:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"time": time.time(), **record}) + "\n")
 
-    def hand_back(self, job_id: str) -> str:
-        self._record(op="edit", job=job_id, attr="Managed", value=MANAGED_DONE)
-        return f"handed {job_id} back to the schedd (test double)"
+    def _refused(self, op: str, attr: str = "") -> bool:
+        try:
+            lines = Path(f"{self.path}.refuse").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return False
+        wanted = {op, f"{op} {attr}".strip()}
+        return any(line.strip() in wanted for line in lines)
+
+    def hand_back(self, job_id: str) -> Outcome:
+        outcome = self.edit(job_id, "Managed", MANAGED_DONE)
+        if not outcome.applied:
+            return outcome
+        return Outcome(True, f"handed {job_id} back to the schedd (test double)")
 
     def job_status(self, job_id: str) -> Optional[int]:
         try:
@@ -131,13 +182,17 @@ class ScheddTestDouble:
         value = queue.get(job_id)
         return int(value) if value is not None else None
 
-    def remove(self, job_id: str, reason: str) -> str:
+    def remove(self, job_id: str, reason: str) -> Outcome:
+        if self._refused("remove"):
+            return Outcome(False, f"removal of {job_id} not applied: refused (test double)")
         self._record(op="remove", job=job_id, reason=reason)
-        return f"removed {job_id}: {reason} (test double)"
+        return Outcome(True, f"removed {job_id}: {reason} (test double)")
 
-    def edit(self, job_id: str, attr: str, expr: str) -> str:
+    def edit(self, job_id: str, attr: str, expr: str) -> Outcome:
+        if self._refused("edit", attr):
+            return Outcome(False, f"edit of {job_id} ({attr}) not applied: refused (test double)")
         self._record(op="edit", job=job_id, attr=attr, value=expr)
-        return f"set {attr} of {job_id} (test double)"
+        return Outcome(True, f"set {attr} of {job_id} (test double)")
 
 
 def gateway_schedd(double_path: str = "") -> GatewaySchedd:

@@ -41,6 +41,16 @@ class SubmissionState:
     # batch job was alive or had ended: the job dir and batch job wait for the re-route,
     # which adopts them instead of submitting the job a second time.
     parked: bool = False
+    # The route and batch system of the batch job: whoever finishes this job dir later (a
+    # killed CLEANUP finished by another job's hook, a re-route on another route) cancels
+    # the batch job with these, never with the batch system of the route it serves itself.
+    route: Optional[str] = None
+    lrms: Optional[str] = None
+    # UPDATE gave the job back (HPCPULL_MAX_IDLE_TIME) and the schedd has not yet applied
+    # both the HpcPullUndoneRoutes edit and the removal of the copy: the reason, until it has.
+    give_back: Optional[str] = None
+    source_held_seen: bool = False        # UPDATE saw the source job held (its copy's hold mirrored)
+    outputs_missing_since: Optional[float] = None  # first time UPDATE missed a promised output
 
 
 def load_state(job: JobDir) -> SubmissionState:
@@ -135,6 +145,7 @@ def submit_once(job: JobDir, batch: BatchSystem, script: Path, source_job_id: st
         return state.batch_job_id
     state.token = os.urandom(6).hex()
     state.job_name = batch_job_name(source_job_id, state.token, route)
+    state.route, state.lrms = route or state.route, batch.name
     state.submitted_at = time.time()
     save_state(job, state)  # recorded *before* submitting: see the module docstring
     crash_point(f"{hook}:before-submit")
