@@ -9,7 +9,12 @@ and each WARN/FAIL gets an indented ``fix:`` hint.  What is checked, and why it 
 * the four router hooks (and the schedd-cron poller) pass HTCondor's own test
   (``validateHookPath`` in src/condor_utils/hook_utils.cpp: the path must stat, have an
   execute bit, not be world-writable, and its directory must not be world-writable;
-  otherwise the router logs ERROR and treats the hook as not configured), and can start;
+  otherwise the router logs ERROR and treats the hook as not configured);
+* the job owners can run them: the router runs every hook as the job's Owner, so each
+  directory on the way to a hook, to the ``-full`` Python hook behind a shell front end
+  and to their ``#!`` interpreters must let an ordinary user through, and the hooks are
+  run -- with the interpreter and the hpcpull package they load -- as ``nobody`` (or
+  ``--as-user NAME``), not as root: a venv under /root passes every check root makes;
 * the job router runs and the routes hpcpull serves parse and render for a sample job;
 * the scratch root, status cache and log directory are usable by hooks that run as the
   job owners (hence mode 1777);
@@ -33,9 +38,10 @@ import stat
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from .config import (
     GLOBAL_KNOBS,
@@ -78,6 +84,18 @@ OTHER_KNOBS = ("BIN_DIR", "ATTRS_TO_COPY", "HOOK_JOB_EXIT") + tuple(f"HOOK_{kind
 PROBE_FILE = "doctor-probe"
 SITE_STATUS = "site-status.json"  # written by the schedd cron poller (poller.py)
 POLLER = "HPCPULL"                # SCHEDD_CRON_JOBLIST entry of the poller (50-hpcpull.conf)
+
+# The account the hooks are checked as when hpcpull doctor runs as root: it stands for the
+# job owners, who have no rights beyond what every user has.
+DEFAULT_HOOK_USER = "nobody"
+NOBODY_ID = 65534  # nobody's uid and gid where the account is missing
+# What a hook prints for the blank line the doctor sends: "malformed input" (the hook
+# started, loaded hpcpull and the configuration) with these exit codes (hooks.py).
+MALFORMED_EXIT = {"translate": 2, "update": 0, "finalize": 0, "cleanup": 0}
+# The README's install, which every job owner can run.
+INSTALL_FIX = ("install hpcpull where every user can reach it: /usr/bin/python3 -m venv /opt/hpcpull && "
+               "/opt/hpcpull/bin/pip install hpcpull && chmod -R a+rX /opt/hpcpull, then set "
+               "HPCPULL_BIN_DIR = /opt/hpcpull/bin (90-hpcpull-local.conf)")
 
 Lookup = Callable[[str], Optional[str]]
 
@@ -139,6 +157,157 @@ def _current_user() -> str:
 def _tail(text: str, lines: int = 3) -> str:
     kept = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return " | ".join(kept[-lines:])
+
+
+@dataclass(frozen=True)
+class Account:
+    """The account the hooks are checked as, standing for the job owners."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name.startswith("uid ") else f"{self.name} (uid {self.uid})"
+
+
+def hook_account(name: Optional[str] = None) -> Account:
+    """``name``'s account, else nobody's (uid 65534 where there is no such account).
+
+    Raises KeyError for a ``name`` that no account has."""
+    wanted = name or DEFAULT_HOOK_USER
+    try:
+        entry = pwd.getpwnam(wanted)
+    except KeyError:
+        if name:
+            raise
+        return Account(f"uid {NOBODY_ID}", NOBODY_ID, NOBODY_ID, (NOBODY_ID,), "/")
+    return Account(entry.pw_name, entry.pw_uid, entry.pw_gid,
+                   tuple(os.getgrouplist(entry.pw_name, entry.pw_gid)), entry.pw_dir)
+
+
+def _may(st: os.stat_result, account: Account, bits: int) -> bool:
+    """Whether ``account`` has ``bits`` (4 read, 1 execute/search) on a file, by its mode:
+    the owner's bits for its owner, the group's for its group, else the others'."""
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid == account.uid:
+        have = mode >> 6
+    elif st.st_gid in account.groups:
+        have = mode >> 3
+    else:
+        have = mode
+    return have & bits == bits
+
+
+def _has_acl(path: str) -> bool:
+    """An access ACL may grant what the mode bits deny: such a path is left to the run."""
+    try:
+        os.getxattr(path, "system.posix_acl_access")
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def _owner_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def interpreter_of(path: str) -> Optional[str]:
+    """The interpreter named by ``path``'s ``#!`` line (None for a binary or an unreadable file)."""
+    try:
+        with open(path, "rb") as handle:
+            first = handle.read(256).split(b"\n", 1)[0]
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    return words[0] if words else ""
+
+
+def unreachable(path: str, account: Account) -> Optional[tuple[str, str]]:
+    """Why ``account`` cannot execute ``path`` (and, being a script, read it), judged by the
+    mode bits: (the path that stops it, why), or None when nothing does or nothing can be
+    told (root; a path this process cannot stat; a path with an ACL).
+
+    Every directory on the way must be searchable: those of the path as written and those
+    of the file it resolves to (a symlink into /root stops at /root).
+    """
+    if account.uid == 0:
+        return None
+    checked: set[str] = set()
+    for candidate in (os.path.abspath(path), os.path.realpath(path)):
+        parts = Path(candidate).parts
+        for depth in range(1, len(parts)):
+            directory = os.path.join(*parts[:depth])
+            if directory in checked:
+                continue
+            checked.add(directory)
+            try:
+                st = os.stat(directory)
+            except OSError:
+                return None
+            if not _may(st, account, 1) and not _has_acl(directory):
+                return directory, f"cannot enter {directory} (mode {_mode(st)}, owner {_owner_name(st.st_uid)})"
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if _has_acl(path):
+        return None
+    if not _may(st, account, 1):
+        return path, f"cannot execute {path} (mode {_mode(st)}, owner {_owner_name(st.st_uid)})"
+    if interpreter_of(path) is not None and not _may(st, account, 4):
+        return path, f"cannot read {path} (mode {_mode(st)}, owner {_owner_name(st.st_uid)})"
+    return None
+
+
+def owner_problem(path: str, account: Account) -> Optional[tuple[str, str]]:
+    """What stops ``account`` from running the hook ``path``: the hook, the ``-full`` Python
+    hook and slot gate behind a shell front end, and each one's ``#!`` interpreter.
+    Returns (message, fix) for the first obstacle, or None."""
+    for executable in (path, *_behind_front_end(path)):
+        for target, what in ((executable, executable), (interpreter_of(executable), None)):
+            if not target or not target.startswith("/"):
+                continue  # a relative '#!' is reported by executable_problems
+            found = unreachable(target, account)
+            if found is None:
+                continue
+            blocker, why = found
+            subject = what or f"{target}, the interpreter of {executable}"
+            # Only the file's own mode in an open place is a chmod; anything else a reinstall.
+            fix = f"chmod a+rx {blocker}" if blocker == target and not _in_private_tree(blocker) else INSTALL_FIX
+            return f"the job owners cannot run {subject}: {account.label}, standing for them, {why}", fix
+    return None
+
+
+def _in_private_tree(path: str) -> bool:
+    """Under a home directory (root's, or /home): what lives there is no place for hooks."""
+    home = os.path.expanduser("~root")
+    return any(path == top or path.startswith(top.rstrip("/") + "/") for top in (home, "/home"))
+
+
+def _as_command(account: Account, switch: bool) -> str:
+    """The command prefix that runs a program as ``account``, for fix hints."""
+    if not switch:
+        return ""
+    if account.name.startswith("uid "):
+        return f"setpriv --reuid={account.uid} --regid={account.gid} --clear-groups "
+    return f"runuser -u {account.name} -- "
+
+
+def _python_hook(path: str) -> str:
+    """The hook to run for a check: the ``-full`` Python hook behind a shell front end (the
+    front end waits for a free hook slot first), else the hook itself."""
+    behind = _behind_front_end(path)
+    shell = os.path.basename(interpreter_of(path) or "") in ("sh", "bash", "dash")
+    return behind[0] if behind and shell else path
 
 
 def _behind_front_end(path: str) -> list[str]:
@@ -262,8 +431,10 @@ class Doctor:
         probe_timeout: float = 60.0,
         hook_env: Optional[Mapping[str, str]] = None,
         config: Optional[Config] = None,
+        hook_user: Optional[str] = None,
     ) -> None:
         self.lookup = lookup
+        self.hook_user = hook_user  # --as-user; None: DEFAULT_HOOK_USER
         self.keys = keys
         self.config = Config(lookup) if config is None else config
         self.only_route = route
@@ -404,7 +575,8 @@ class Doctor:
     # ------------------------------------------------------------------ 2. hooks
     def check_hooks(self) -> None:
         keyword = (self.lookup("JOB_ROUTER_HOOK_KEYWORD") or "").strip()
-        translate_ok = False
+        account = self._hook_account()
+        runnable: list[tuple[str, str]] = []
         for short, kind in HOOKS:
             knob = f"{KEYWORD}_HOOK_{kind}"
             path = self.lookup(knob)
@@ -420,15 +592,32 @@ class Doctor:
             for neighbour in _behind_front_end(path):  # the Python hook and the slot gate it runs
                 if not any(status == FAIL for status, _, _ in problems):
                     problems += executable_problems(neighbour, f"the {kind} hook's {os.path.basename(neighbour)}")
+            if not any(status == FAIL for status, _, _ in problems) and account is not None:
+                # HTCondor's checks are made as the router; the hook runs as the job owner.
+                found = owner_problem(path, account)
+                if found is not None:
+                    problems = [(FAIL, *found)]  # what the owners meet replaces the mode-bit guesses
             for status, message, fix in problems:
                 self.add(status, f"hook.{short}", f"{knob}: {message}", fix)
             if not any(status == FAIL for status, _, _ in problems):
                 if not problems:
-                    self.add(OK, f"hook.{short}", f"{knob} = {path} passes HTCondor's checks")
-                translate_ok = translate_ok or short == "translate"
+                    reach = f"; {account.name}, as the job owners, can reach it" \
+                        if account is not None and account.uid != 0 else ""
+                    self.add(OK, f"hook.{short}", f"{knob} = {path} passes HTCondor's checks{reach}")
+                runnable.append((short, _python_hook(path)))
         self._check_keyword(keyword)
-        if translate_ok:
-            self._check_hook_starts((self.lookup(f"{KEYWORD}_HOOK_TRANSLATE_JOB") or "").strip())
+        if runnable and account is not None:
+            self._check_hooks_run(runnable, account)
+
+    def _hook_account(self) -> Optional[Account]:
+        """Who the hooks are checked as: ``--as-user`` or nobody; None (after a FAIL) for an
+        account that does not exist."""
+        try:
+            return hook_account(self.hook_user)
+        except KeyError:
+            self.add(FAIL, "hook-run", f"--as-user {self.hook_user}: no such account",
+                     "name an existing account, e.g. a user who submits jobs, or leave --as-user out (nobody)")
+            return None
 
     def _check_keyword(self, keyword: str) -> None:
         """JobRouterHookMgr::getHookKeyword: the source job's HookKeyword, else JOB_ROUTER_HOOK_KEYWORD."""
@@ -449,26 +638,58 @@ class Doctor:
                      f"{keyword}_HOOK_* hooks, not hpcpull's {KEYWORD}_HOOK_*",
                      f'set JOB_ROUTER_HOOK_KEYWORD = {KEYWORD}, or have the jobs set +HookKeyword = "{KEYWORD}"')
 
-    def _check_hook_starts(self, path: str) -> None:
-        """Run TRANSLATE on empty input: hpcpull's hook answers "malformed input" with exit 2,
-        or, run as root without HPCPULL_ALLOW_ROOT, refuses with exit 1 after reading the
-        configuration: either way its interpreter, hpcpull and the configuration load."""
-        try:
-            proc = subprocess.run([path], input=b"", capture_output=True, env=self.hook_env, timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            self.add(FAIL, "hook-run", f"{path} could not be run: {exc}", f"run it by hand: echo | {path}")
-            return
-        stderr = proc.stderr.decode("utf-8", "replace")
-        if proc.returncode == 2 and "hpcpull translate: malformed input" in stderr:
-            self.add(OK, "hook-run", f"{path} starts and answers (exit 2 for an empty input, as expected)")
-        elif proc.returncode == 1 and "hpcpull translate: refusing to run as root" in stderr:
-            self.add(OK, "hook-run", f"{path} starts and answers (it refuses to run as root, as expected: "
-                                     "hooks run as the job owners)")
+    def _check_hooks_run(self, hooks: Sequence[tuple[str, str]], account: Account) -> None:
+        """Run each hook on a blank line as ``account`` (this process's user when not root):
+        hpcpull's hooks answer "malformed input" (TRANSLATE with exit 2, the others 0), or,
+        run as root without HPCPULL_ALLOW_ROOT, refuse with exit 1 after reading the
+        configuration: either way the interpreter, hpcpull and the configuration load for
+        that user.  Behind a shell front end its ``-full`` Python hook is run directly: the
+        front end would wait for one of the gateway's hook slots, all taken on a busy
+        gateway, and its own files were checked above."""
+        switch = os.geteuid() == 0 and account.uid != 0
+        if switch:
+            who = f"{account.label}, as the job owners run them"
+            env = dict(self.hook_env, HOME=account.home, USER=account.name, LOGNAME=account.name)
+            ids: dict[str, Any] = {"user": account.uid, "group": account.gid, "extra_groups": list(account.groups)}
         else:
-            self.add(FAIL, "hook-run", f"{path} exited {proc.returncode} for an empty input (hpcpull's "
-                                       f"TRANSLATE exits 2): {_tail(stderr) or '(no output)'}",
-                     f"run it by hand: echo | {path}; a Python import error means the hook's interpreter "
-                     "does not have hpcpull installed")
+            user = _current_user()
+            who = "root" if os.geteuid() == 0 else \
+                f"{user}, the current user (only root can run them as {account.name}, standing for the job owners)"
+            env, ids = dict(self.hook_env), {}
+
+        def run(path: str) -> Union[subprocess.CompletedProcess, Exception]:
+            try:
+                return subprocess.run([path], input=b"\n", capture_output=True, env=env, cwd="/", timeout=60, **ids)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=len(hooks)) as pool:  # together: each starts a Python
+            results = list(pool.map(run, [path for _, path in hooks]))
+        answered: list[str] = []
+        refused: list[str] = []
+        for (short, path), proc in zip(hooks, results):
+            if isinstance(proc, Exception):
+                self.add(FAIL, "hook-run", f"{path} could not be run as {who}: {proc}",
+                         f"run it by hand: echo | {_as_command(account, switch)}{path}; {INSTALL_FIX}")
+                continue
+            stderr = proc.stderr.decode("utf-8", "replace")
+            if proc.returncode == MALFORMED_EXIT[short] and f"hpcpull {short}: malformed input" in stderr:
+                answered.append(short)
+            elif proc.returncode == 1 and f"hpcpull {short}: refusing to run as root" in stderr:
+                refused.append(short)
+            else:
+                self.add(FAIL, "hook-run", f"{path} run as {who} exited {proc.returncode} for an empty input "
+                                           f"(hpcpull's {short.upper()} exits {MALFORMED_EXIT[short]}): "
+                                           f"{_tail(stderr) or '(no output)'}",
+                         f"run it by hand: echo | {_as_command(account, switch)}{path}; an import or permission "
+                         f"error means that user cannot load the interpreter or hpcpull: {INSTALL_FIX}")
+        if answered:
+            codes = "exit 2 for an empty input from translate, 0 from the others" if "translate" in answered \
+                else "exit 0 for an empty input"
+            self.add(OK, "hook-run", f"{', '.join(answered)} start and answer as {who} ({codes}, as expected)")
+        if refused:
+            self.add(OK, "hook-run", f"{', '.join(refused)} start and answer as {who} (it refuses to run as root, "
+                                     "as expected: hooks run as the job owners; --as-user NAME runs them as NAME)")
 
     def check_poller(self) -> None:
         """The schedd cron poller (SCHEDD_CRON_HPCPULL_*): one status query per period for all users."""
@@ -995,7 +1216,8 @@ def check_config_loads(env: Optional[Mapping[str, str]] = None) -> Check:
     return Check(OK, "config", f"the HTCondor configuration loads (CONDOR_CONFIG = {source})")
 
 
-def diagnose(route: Optional[str] = None, probe: bool = False, probe_timeout: float = 60.0) -> list[Check]:
+def diagnose(route: Optional[str] = None, probe: bool = False, probe_timeout: float = 60.0,
+             hook_user: Optional[str] = None) -> list[Check]:
     """Every check against the configuration htcondor2 reads (CONDOR_CONFIG)."""
     loaded = check_config_loads()
     if loaded.status == FAIL:
@@ -1003,7 +1225,7 @@ def diagnose(route: Optional[str] = None, probe: bool = False, probe_timeout: fl
     import htcondor2
 
     htcondor2.reload_config()  # the child could load it: so can we, and it may have changed
-    doctor = Doctor.from_htcondor(route=route, probe=probe, probe_timeout=probe_timeout)
+    doctor = Doctor.from_htcondor(route=route, probe=probe, probe_timeout=probe_timeout, hook_user=hook_user)
     doctor.results.append(loaded)
     return doctor.run()
 
@@ -1030,10 +1252,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also submit a tiny batch job per route, to see that compute nodes reach the scratch root")
     parser.add_argument("--probe-timeout", type=float, default=60.0, metavar="SECONDS",
                         help="how long to wait for a probe job (default: %(default)g)")
+    parser.add_argument("--as-user", metavar="NAME",
+                        help="run the hooks as this account, as the router runs them as each job's owner "
+                             f"(default: {DEFAULT_HOOK_USER}; needs root)")
 
 
 def run(args: argparse.Namespace) -> int:
-    checks = diagnose(route=args.route, probe=args.probe_job, probe_timeout=args.probe_timeout)
+    checks = diagnose(route=args.route, probe=args.probe_job, probe_timeout=args.probe_timeout,
+                      hook_user=args.as_user)
     sys.stdout.write(format_json(checks) if args.json else format_text(checks))
     sys.stdout.flush()
     return 1 if any(c.status == FAIL for c in checks) else 0

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import stat
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,10 +32,10 @@ from typing import Any, Optional, Sequence
 from . import fast_index
 from .atomicfile import ensure_shared_dir, write_atomically
 from .config import Config, GatewaySettings, lrms_command_environment
-from .errors import HpcPullError
+from .errors import ConfigError, HpcPullError
 from .eventlog import write_event
 from .lrms import get_batch_system
-from .lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
+from .lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError, one_line
 from .status_cache import Snapshot, StatusCache, service_uids
 from .submission import route_of_batch_job
 
@@ -142,6 +144,7 @@ def poll_once(config: Config, now: Optional[float] = None) -> SiteStatus:
     """Query every batch system the routes use, refresh the shared snapshots, return the site status."""
     now = time.time() if now is None else now
     gateway = config.gateway()
+    check_status_dir(gateway.status_cache_dir)
     routes = [config.route(name) for name in gateway.route_names if config.route_exists(name)]
     systems = sorted({route.lrms for route in routes})
     previous_status = read_site_status(gateway.status_cache_dir)
@@ -179,6 +182,42 @@ def poll_once(config: Config, now: Optional[float] = None) -> SiteStatus:
                 idle=sum(c["idle"] for c in status.jobs.values()),
                 running=sum(c["running"] for c in status.jobs.values()), error=status.last_error)
     return status
+
+
+class StatusDirError(HpcPullError):
+    """The status directory is missing or cannot take the poller's files (an admin must act)."""
+
+
+def _user(uid: Optional[int] = None) -> str:
+    """The name of ``uid`` (default: this process's user), for messages."""
+    uid = os.geteuid() if uid is None else uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def check_status_dir(directory: Path) -> None:
+    """Make sure the snapshots can be written before asking the batch system anything.
+
+    The directory is created (mode 1777) where this user may; otherwise -- the schedd runs
+    the poller as condor, who usually cannot write its parent -- a StatusDirError says
+    which directory and how to make it, rather than a traceback in the SchedLog.
+    """
+    make = (f"as root: mkdir -p {directory} && chmod 1777 {directory} (owner root, mode 1777: the poller and "
+            "every job owner's hooks write there; HPCPULL_STATUS_CACHE_DIR names it)")
+    try:
+        ensure_shared_dir(directory)
+        st = os.stat(directory)
+    except OSError as exc:
+        where = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
+        raise StatusDirError(f"status directory {directory} does not exist and {_user()} cannot create it "
+                             f"({where}); create it {make}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise StatusDirError(f"status directory {directory} is not a directory; remove it and create it {make}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StatusDirError(f"status directory {directory} (mode {stat.S_IMODE(st.st_mode):04o}, owner "
+                             f"{_user(st.st_uid)}) is not writable by {_user()}: chmod 1777 {directory} as root")
 
 
 def _hides_jobs(batch: BatchSystem, previous: Optional[SiteStatus], status: SiteStatus, now: float) -> bool:
@@ -224,16 +263,72 @@ def _save(gateway: GatewaySettings, status: SiteStatus) -> None:
         pass  # the schedd ad still gets the status
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``hpcpull-poll`` (the schedd passes the cron job's name first: ignored)."""
+def config_problem() -> Optional[str]:
+    """Why the HTCondor configuration does not load, or None.
+
+    htcondor2 ends the process that imports it (exit 1, its own lines on stderr) when a
+    configuration file does not parse; a forked child tries first, so that the poller can
+    say so in one line.
+    """
+    if "htcondor2" in sys.modules:
+        return None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its output goes into the pipe, its exit status tells
+        code = 1
+        try:
+            os.dup2(write_end, 1)
+            os.dup2(write_end, 2)
+            import htcondor2  # noqa: F401 - the import reads the configuration
+
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - reported by the parent
+            os.write(2, f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"))
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        said = pipe.read().decode("utf-8", "replace")
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        return None
+    return f"the HTCondor configuration does not load: {one_line(said, 1500) or f'exit {code}'}"
+
+
+def _failed(message: str) -> int:
+    """One line for the SchedLog and a LastError for the schedd ad; exit status 1."""
+    message = one_line(message, 2000)
+    print(f"hpcpull poll: {message}", file=sys.stderr)
     try:
-        status = poll_once(Config())
-    except HpcPullError as exc:
         import classad2
 
-        print(f"hpcpull poll: {exc}", file=sys.stderr)
-        sys.stdout.write(f"LrmsReachable = false\nLastError = {classad2.quote(str(exc))}\n-\n")
-        return 1
+        quoted = classad2.quote(message)
+    except Exception:  # noqa: BLE001 - the bindings themselves may be what failed
+        quoted = '"' + message.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    sys.stdout.write(f"LrmsReachable = false\nLastError = {quoted}\n-\n")
+    return 1
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``hpcpull-poll`` (the schedd passes the cron job's name first: ignored).
+
+    Every failure is one line on stderr (the schedd copies it into the SchedLog) and exit
+    status 1, never a traceback."""
+    try:
+        problem = config_problem()
+        if problem:
+            raise ConfigError(f"{problem}; correct the file and line it names (condor_config_val -summary "
+                              "shows what is read)")
+        status = poll_once(Config())
+    except HpcPullError as exc:
+        return _failed(str(exc))
+    except OSError as exc:
+        return _failed(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+    except Exception as exc:  # noqa: BLE001 - one line in the SchedLog, not a traceback
+        return _failed(f"internal error: {type(exc).__name__}: {exc}")
     sys.stdout.write(format_cron_output(status, time.time()))
     return 0
 

@@ -1,10 +1,17 @@
 """hpcpull doctor against real batch-system clients: a healthy gateway in front of the private
 Slurm passes (a probe job included); a controller that does not answer, a batch
-environment that points nowhere and a probe job that cannot start are each found."""
+environment that points nowhere and a probe job that cannot start are each found.
+
+The doctor runs the hooks as nobody, as the router runs them as the job owners: the
+gateways here live in directories every user can enter, and their hooks run a Python
+every user can run (owners_bin_dir)."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +21,58 @@ import htcondor2
 import pytest
 
 from hpcpull import doctor
+from hpcpull.testing.personal_pool import world_readable_dir
 from tests.conftest import REPO, make_gateway
-from tests.unit.test_doctor import install_scripts, make_dir
+from tests.unit.test_doctor import make_dir
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def install_hooks(bin_dir: Path, python: Path) -> Path:
+    """The checkout's hooks/ as ``pip install`` puts them, ``#!python`` becoming ``python``."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for script in sorted((REPO / "hooks").glob("hpcpull-*")):
+        lines = script.read_text().splitlines(keepends=True)
+        target = bin_dir / script.name
+        if lines[0].startswith("#!python"):
+            target.write_text(f"#!{python}\n" + "".join(lines[1:]))
+        else:  # the /bin/sh front ends: pip copies them as they are
+            target.write_text("".join(lines))
+        target.chmod(0o755)
+    bin_dir.chmod(0o755)
+    return bin_dir
+
+
+@functools.cache
+def owners_venv() -> Path:
+    """A venv of the system python3 with hpcpull's dependencies, which every user can run
+    (the tests' own Python may live under /root, as pyenv's does), removed when the tests
+    end.  Hooks using it import the checkout's hpcpull (PYTHONPATH)."""
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip(f"no {SYSTEM_PYTHON} to make a venv every user can run")
+    root = world_readable_dir("hpcpull-doctor-venv-")
+    atexit.register(shutil.rmtree, root, True)
+    venv = root / "venv"
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                          "htcondor>=24.0", "jinja2>=3.0"], capture_output=True, text=True, timeout=600)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip install of hpcpull's dependencies failed: {pip.stderr.strip()[-2000:]}")
+    subprocess.run(["chmod", "-R", "a+rX,go-w", str(root)], check=True, timeout=120)
+    return venv
+
+
+def owners_bin_dir(base: Path) -> Path:
+    """``base``/bin: hpcpull's executables, installed where every user can run them."""
+    return install_hooks(base / "bin", owners_venv() / "bin" / "python3")
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A fresh directory every user can enter (pytest's tmp_path is root's alone)."""
+    path = world_readable_dir("hpcpull-doctor-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -36,15 +93,17 @@ def use_config() -> Iterator[Callable[[Path], None]]:
     htcondor2.reload_config()
 
 
-def healthy_gateway(tmp_path: Path, lrms_env: dict[str, str], **knobs: str):
-    """make_gateway's gateway, installed as an admin would: hooks from pip, directories 1777."""
-    bin_dir = install_scripts(tmp_path / "bin")
-    router = make_gateway(tmp_path, "slurm", lrms_env, HPCPULL_ROUTE_Slurm_PARTITION="debug",
+def healthy_gateway(base: Path, lrms_env: dict[str, str], **knobs: str):
+    """make_gateway's gateway, installed as an admin would: hooks from pip that every user can
+    run, directories 1777.  ``base`` must be a directory every user can enter."""
+    base.mkdir(mode=0o755, exist_ok=True)
+    bin_dir = owners_bin_dir(base)
+    router = make_gateway(base, "slurm", lrms_env, HPCPULL_ROUTE_Slurm_PARTITION="debug",
                           HPCPULL_BIN_DIR=str(bin_dir), HPCPULL_STATUS_MAX_AGE="30", HPCPULL_ALLOW_ROOT="false",
                           **knobs)
     router.scratch.chmod(0o1777)  # make_gateway's mkdir(mode=0o1777) is cut by the umask
-    make_dir(tmp_path / "gateway" / "log" / "hpcpull")
-    make_dir(tmp_path / "gateway" / "status")
+    make_dir(base / "gateway" / "log" / "hpcpull")
+    make_dir(base / "gateway" / "status")
     router.bin_dir = bin_dir  # type: ignore[attr-defined]
     return router
 
@@ -53,8 +112,8 @@ def lines(out: str, status: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith(status + " ")]
 
 
-def test_a_healthy_gateway_passes_every_check_including_a_probe_job(tmp_path, slurm_env, use_config, capsys):
-    router = healthy_gateway(tmp_path, slurm_env)
+def test_a_healthy_gateway_passes_every_check_including_a_probe_job(open_tmp, slurm_env, use_config, capsys):
+    router = healthy_gateway(open_tmp, slurm_env)
     # The schedd cron runs the poller (as condor) before anyone asks the doctor: once here.
     poll = subprocess.run([str(router.bin_dir / "hpcpull-poll"), "HPCPULL"], env=router.env,
                           capture_output=True, text=True, timeout=120)
@@ -68,14 +127,17 @@ def test_a_healthy_gateway_passes_every_check_including_a_probe_job(tmp_path, sl
     for check in ("config", "hook-run", "router", "route.Slurm", "template.Slurm", "scratch.Slurm", "probe.Slurm",
                   "commands.slurm", "lrms.slurm", "status-cache.slurm", "site-status", "log"):
         assert any(line.startswith(f"OK {check}: ") for line in lines(out, "OK")), (check, out)
+    if os.geteuid() == 0:  # the hooks ran as the job owners' stand-in, not as root
+        hook_run = next(line for line in out.splitlines() if line.startswith("OK hook-run: "))
+        assert "translate, update, finalize, cleanup start and answer as nobody" in hook_run, out
     probe = next(line for line in out.splitlines() if line.startswith("OK probe.Slurm: "))
     assert "compute nodes see the scratch root" in probe
     assert not list(router.scratch.glob(".hpcpull-doctor-*"))  # the probe cleaned up after itself
 
 
-def test_a_probe_job_that_cannot_start_its_launcher_fails_with_the_batch_output(tmp_path, slurm_env, use_config,
+def test_a_probe_job_that_cannot_start_its_launcher_fails_with_the_batch_output(open_tmp, slurm_env, use_config,
                                                                                 capsys):
-    router = healthy_gateway(tmp_path, slurm_env, HPCPULL_ROUTE_Slurm_PYTHON="python3-not-installed")
+    router = healthy_gateway(open_tmp, slurm_env, HPCPULL_ROUTE_Slurm_PYTHON="python3-not-installed")
     use_config(router.config_path)
     rc = doctor.main(["--route", "Slurm", "--probe-job", "--probe-timeout", "45"])
     out = capsys.readouterr().out
@@ -85,17 +147,17 @@ def test_a_probe_job_that_cannot_start_its_launcher_fails_with_the_batch_output(
     assert "the launcher's interpreter python3-not-installed is not available" in failed
 
 
-def test_an_unreachable_controller_and_a_missing_cluster_config_fail_the_lrms_check(tmp_path, use_config, capsys):
+def test_an_unreachable_controller_and_a_missing_cluster_config_fail_the_lrms_check(open_tmp, use_config, capsys):
     """SLURM_CONF names a cluster whose controller does not run: squeue retries for ~9 s,
     so the command timeout (1 s here) ends it; then a SLURM_CONF that does not exist
     (squeue retries reading it for 60 s: its stderr says why)."""
-    bogus = tmp_path / "bogus" / "slurm.conf"
+    bogus = open_tmp / "bogus" / "slurm.conf"
     bogus.parent.mkdir()
     bogus.write_text("ClusterName=bogus\nSlurmctldHost=localhost(127.0.0.1)\nSlurmctldPort=9\n"
                      "AuthType=auth/none\nCredType=cred/none\nNodeName=localhost CPUs=1 State=UNKNOWN\n"
                      "PartitionName=debug Nodes=localhost Default=YES State=UP\n")
     env = dict(os.environ, SLURM_CONF=str(bogus))
-    router = healthy_gateway(tmp_path, env, HPCPULL_COMMAND_TIMEOUT="1")
+    router = healthy_gateway(open_tmp, env, HPCPULL_COMMAND_TIMEOUT="1")
     use_config(router.config_path)
     rc = doctor.main([])
     out = capsys.readouterr().out
@@ -105,8 +167,8 @@ def test_an_unreachable_controller_and_a_missing_cluster_config_fail_the_lrms_ch
     fix = out.splitlines()[out.splitlines().index(lines(out, "FAIL")[0]) + 1]
     assert fix.startswith("    fix: the batch system did not answer") and "HPCPULL_COMMAND_TIMEOUT = 1 s" in fix
 
-    missing = tmp_path / "nowhere" / "slurm.conf"
-    router = healthy_gateway(tmp_path / "second", dict(os.environ, SLURM_CONF=str(missing)),
+    missing = open_tmp / "nowhere" / "slurm.conf"
+    router = healthy_gateway(open_tmp / "second", dict(os.environ, SLURM_CONF=str(missing)),
                              HPCPULL_COMMAND_TIMEOUT="2")
     use_config(router.config_path)
     rc = doctor.main(["--route", "Slurm"])
@@ -118,9 +180,9 @@ def test_an_unreachable_controller_and_a_missing_cluster_config_fail_the_lrms_ch
     assert f"cannot stat file {missing}: No such file or directory" in failed
 
 
-def test_a_probe_job_that_does_not_start_in_time_is_a_warning_and_is_cancelled(tmp_path, slurm_env, use_config,
+def test_a_probe_job_that_does_not_start_in_time_is_a_warning_and_is_cancelled(open_tmp, slurm_env, use_config,
                                                                                capsys):
-    router = healthy_gateway(tmp_path, slurm_env, HPCPULL_ROUTE_Slurm_EXTRA_DIRECTIVES="--begin=now+1hour")
+    router = healthy_gateway(open_tmp, slurm_env, HPCPULL_ROUTE_Slurm_EXTRA_DIRECTIVES="--begin=now+1hour")
     use_config(router.config_path)
     rc = doctor.main(["--route", "Slurm", "--probe-job", "--probe-timeout", "3"])
     out = capsys.readouterr().out
