@@ -10,6 +10,23 @@ runs ``mpiexec -n <tasks> --bind-to core apptainer exec --nv --bind /cvmfs <imag
 (``container_image``, i.e. ``ContainerImage``, or OSG's ``SingularityImage``) and the templates
 quote every word.  hpcpull's own launcher.py (which records the exit status) always runs
 first and wraps the whole chain, so the exit status is the chain's.
+
+The chain runs in the batch job's own environment, never the job's: launcher.py sets the
+job's variables with ``/usr/bin/env`` as the last step before the payload, where the payload
+runs (inside the image, on every rank), as HTCondor's starter gives the job's environment to
+the job process alone.  A job's LD_PRELOAD, APPTAINER_*/SINGULARITY_* or OMPI_MCA_* variables
+therefore never reach the site's launchers.  The site's own variables reach the payload as
+the launchers pass them on: srun and MPICH-style mpiexec pass their whole environment to the
+tasks, Open MPI's to local ranks only (remote ones get what ``-x`` names), and
+apptainer/singularity pass most of the host's environment into the container (not PATH, HOME or
+LD_LIBRARY_PATH; nothing with ``--cleanenv`` or ``--containall``).  The job's variables and
+those hpcpull sets (_CONDOR_*, credentials) are on the ``env`` command line, so they arrive
+on every rank and in every container whatever the launchers' options.
+
+The batch script finds each launcher that runs on the node (every one up to and including
+the first container launcher) on its own PATH, after the site setup, and names it by that
+absolute path.  A launcher after a container launcher runs inside the image and is named
+bare, for the image to find.
 """
 
 from __future__ import annotations
@@ -72,21 +89,42 @@ def uses_container(steps: tuple[LaunchStep, ...]) -> bool:
     return any(step.name in CONTAINER_LAUNCHERS for step in steps)
 
 
-def launch_command(
+@dataclass(frozen=True)
+class LaunchWords:
+    """One launcher of the chain as the batch script writes it: a program, then its words."""
+
+    program: str                  # srun, mpiexec, mpirun, apptainer or singularity
+    arguments: tuple[str, ...]    # "exec", "-n <tasks>", the admin's options, the image
+    on_node: bool                 # runs on the node, not inside a container: found on the script's PATH
+
+
+def launch_chain(
     steps: tuple[LaunchStep, ...], lrms: str, total_tasks: int, image: Optional[str]
-) -> list[str]:
-    """The words placed before the payload's executable (unquoted: the template quotes them)."""
-    words: list[str] = []
+) -> list[LaunchWords]:
+    """The chain's programs and their words, in order (unquoted: the template quotes them)."""
+    chain: list[LaunchWords] = []
+    on_node = True
     for step in steps:
         prefix, slurm_only = LAUNCHERS[step.name]
         if slurm_only and lrms != "slurm":
             raise ConfigError(f"launcher {step.name} needs Slurm, but the route's batch system is {lrms}")
-        words += prefix
+        arguments = list(prefix[1:])
         if step.name in MPI_LAUNCHERS:
-            words += ["-n", str(total_tasks)]
-        words += step.options
+            arguments += ["-n", str(total_tasks)]
+        arguments += step.options
         if step.name in CONTAINER_LAUNCHERS:
             if not image:
                 raise ConfigError(f"launcher {step.name} needs an image (HPCPULL_CONTAINER_IMAGE)")
-            words.append(image)
-    return words
+            arguments.append(image)
+        chain.append(LaunchWords(prefix[0], tuple(arguments), on_node))
+        if step.name in CONTAINER_LAUNCHERS:
+            on_node = False  # what follows runs inside the image
+    return chain
+
+
+def launch_command(
+    steps: tuple[LaunchStep, ...], lrms: str, total_tasks: int, image: Optional[str]
+) -> list[str]:
+    """The words placed before the payload's executable, programs by name (unquoted)."""
+    return [word for step in launch_chain(steps, lrms, total_tasks, image)
+            for word in (step.program, *step.arguments)]

@@ -5,13 +5,33 @@ The hook copies this file into the job's control directory (``.hpcpull/launcher.
 and the batch script runs it there.  It must work with any python3 >= 3.6 and the
 standard library only (no hpcpull, no third-party modules, no newer syntax).
 
-    launcher.py [--env NAME=VALUE ...] --stdin PATH --stdout PATH (--stderr PATH | --merge-stderr)
-                --started PATH --status PATH -- EXE [ARGS...]
+    launcher.py [--env NAME=VALUE ...] [--chain N] --stdin PATH --stdout PATH
+                (--stderr PATH | --merge-stderr) --started PATH --status PATH -- EXE [ARGS...]
 
 1. writes ``--started`` (JSON: time, host, batch_job_id) atomically;
 2. runs EXE with ARGS, stdin from ``--stdin``, stdout to ``--stdout`` and stderr to
    ``--stderr`` (or to stdout with ``--merge-stderr``); output files are truncated or
-   created (mode 0644 minus the umask); relative paths are relative to the cwd;
+   created (mode 0644 minus the umask); relative paths are relative to the cwd.
+   Without ``--chain``, EXE gets the launcher's environment plus every ``--env``
+   variable, in order (a later one wins): the job's environment is given this way, so
+   that it reaches the payload and never the launcher itself.  An EXE without a slash is
+   found on the launcher's own PATH, not on a PATH given with ``--env``.
+
+   With ``--chain N``, the first N words of the command are the route's launcher chain
+   (srun, mpiexec, apptainer exec ... IMAGE) and the rest is the payload.  The chain then
+   runs in the launcher's own environment, the batch job's, and the ``--env`` variables
+   are set by one more step inserted right before the payload, where the payload runs
+   (inside the container, on every MPI rank)::
+
+       CHAIN... /usr/bin/env -- NAME=VALUE... PAYLOAD [ARGS...]
+
+   That is how HTCondor's starter does it: the job's environment is the job process's
+   alone.  A job's LD_PRELOAD would otherwise be loaded into the site's apptainer or
+   mpiexec, and a job's APPTAINER_*/SINGULARITY_* or OMPI_MCA_* variables are settings
+   that those programs read from their environment (apptainer also hands the host's
+   environment into the container by default, which is how the site's variables still
+   reach the payload there).  ``env`` takes the first operand without "=" as the command,
+   so a payload whose name contains "=" is started through ``/bin/sh -c 'exec "$@"'``;
 3. waits for it with ``os.wait4`` (exact status and the child's own rusage);
 4. writes ``--status`` atomically (temp file in the same directory, fsync, rename)::
 
@@ -37,6 +57,7 @@ how hpcpull tells "killed by the batch system" from "the payload died of a signa
 import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -84,10 +105,16 @@ def batch_job_id():
 
 
 USAGE = (
-    f"usage: {PROG} [--env NAME=VALUE ...] --stdin PATH --stdout PATH (--stderr PATH | --merge-stderr)\n"
-    "       --started PATH --status PATH -- EXE [ARGS...]"
+    f"usage: {PROG} [--env NAME=VALUE ...] [--chain N] --stdin PATH --stdout PATH\n"
+    "       (--stderr PATH | --merge-stderr) --started PATH --status PATH -- EXE [ARGS...]"
 )
-_VALUE_OPTIONS = ("--env", "--stdin", "--stdout", "--stderr", "--started", "--status")
+_VALUE_OPTIONS = ("--env", "--chain", "--stdin", "--stdout", "--stderr", "--started", "--status")
+# The step that gives the payload its environment after a launcher chain: POSIX env, at the
+# path Linux systems and container images have it (the one "#!/usr/bin/env" lines rely on);
+# after a container launcher it is the image's own.
+ENV_PROGRAM = "/usr/bin/env"
+# For a payload named NAME=VALUE, which env would take for one more variable.
+EXEC_ARGUMENTS = ("/bin/sh", "-c", 'exec "$@"', "sh")
 
 
 class UsageError(Exception):
@@ -97,6 +124,7 @@ class UsageError(Exception):
 class Options:
     def __init__(self):
         self.env = []
+        self.chain = 0
         self.stdin = None
         self.stdout = None
         self.stderr = None
@@ -131,6 +159,10 @@ def parse_args(argv):
             if "=" not in value or value.startswith("="):
                 raise UsageError(f"--env {value!r} is not NAME=VALUE")
             opts.env.append(value)
+        elif name == "--chain":
+            if not value.isdigit():
+                raise UsageError(f"--chain {value!r} is not a number of words")
+            opts.chain = int(value)
         else:
             setattr(opts, name[2:], value)
     for name in ("stdin", "stdout", "started", "status"):
@@ -138,9 +170,25 @@ def parse_args(argv):
             raise UsageError(f"--{name} is required")
     if (opts.stderr is None) == (not opts.merge_stderr):
         raise UsageError("give exactly one of --stderr PATH and --merge-stderr")
-    if not opts.command:
-        raise UsageError("no executable given after --")
+    if len(opts.command) <= opts.chain:
+        raise UsageError("no executable given after --" if not opts.command else
+                         f"--chain {opts.chain}: no payload after the launcher chain")
     return opts
+
+
+def command_and_environment(opts):
+    """The command to start and its environment: the ``--env`` variables go to the payload only."""
+    if not opts.chain:
+        environment = dict(os.environ)
+        for assignment in opts.env:
+            name, _, value = assignment.partition("=")
+            environment[name] = value
+        return list(opts.command), environment
+    chain, payload = opts.command[:opts.chain], opts.command[opts.chain:]
+    step = [ENV_PROGRAM, "--", *opts.env]
+    if "=" in payload[0]:
+        step += EXEC_ARGUMENTS
+    return chain + step + payload, dict(os.environ)
 
 
 def open_output(path):
@@ -154,6 +202,16 @@ def report(stderr_fd, message):
         os.write(stderr_fd if stderr_fd is not None else 2, data)
     except OSError:
         pass
+
+
+def find_program(name):
+    """``name`` as found on the launcher's own PATH; a name with a slash is a path already."""
+    if "/" in name:
+        return name
+    path = shutil.which(name, path=os.environ.get("PATH", os.defpath))
+    if path is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+    return os.path.abspath(path)  # an empty PATH entry gives a bare name, which Popen would search again
 
 
 def status_record(exit_code, exit_signal, start, end, wall_s, rusage):
@@ -177,10 +235,7 @@ def run(args):
     # SIGTERM keeps its default action on purpose: see the module docstring.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
-    environment = dict(os.environ)
-    for assignment in args.env:
-        name, _, value = assignment.partition("=")
-        environment[name] = value
+    command, environment = command_and_environment(args)
 
     write_json_atomically(args.started, {
         "time": time.time(),
@@ -209,8 +264,10 @@ def run(args):
             exit_code = 1
         if exit_code is None:
             try:
-                child = subprocess.Popen(args.command, stdin=stdin_fd, stdout=stdout_fd, stderr=stderr_fd,
-                                         env=environment, close_fds=True, restore_signals=True)
+                # Found here: Popen would search the PATH of env=, which may be the job's.
+                program = find_program(command[0])
+                child = subprocess.Popen(command, executable=program, stdin=stdin_fd, stdout=stdout_fd,
+                                         stderr=stderr_fd, env=environment, close_fds=True, restore_signals=True)
             except OSError as exc:
                 report(stderr_fd, f"{args.command[0]}: {exc.strerror}")
                 exit_code = 127 if exc.errno == errno.ENOENT else 126

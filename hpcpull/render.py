@@ -14,6 +14,9 @@ Quoting contract (see DESIGN.md, "Untrusted input"):
   its own (no ``#SBATCH`` line can be smuggled in, even inside a quoted string).
 * ``directive`` is the only way a string reaches a batch directive line: it accepts
   ``[A-Za-z0-9_.:,=+/@%-]+`` and rejects the job otherwise.  Numbers are ours.
+
+The script never takes on the job's environment: it hands it to hpcpull's launcher
+(``--env NAME=VALUE``), which gives it to the process it starts and keeps none of it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from .config import RouteSettings
 from .credentials import credentials_of
 from .errors import ConfigError, JobRejected
 from .holds import HOLD_SUBCODE_INVALID_JOB, HOLD_SUBCODE_UNSAFE_VALUE
-from .launch import launch_command, uses_container
+from .launch import launch_chain, launch_command, uses_container
 from .payload import JobAd, ad_value, payload_for
 from .resources import resource_request
 
@@ -39,22 +42,6 @@ _SAFE_WORD = re.compile(r"[A-Za-z0-9_./:,+@%-]+\Z")  # bash gives these no meani
 _NEEDS_ANSI_C = re.compile(r"[\x00-\x1f\x7f]")
 _DIRECTIVE = re.compile(r"[A-Za-z0-9_.:,=+/@%-]+\Z")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-# Variables bash reserves, that change how the wrapper itself behaves, or that the
-# wrapper uses: exporting them in the script would fail (readonly) or alter the wrapper,
-# so the templates hand them to the launcher (``--env NAME=VALUE``), which sets them for
-# the payload only.
-BASH_SPECIAL = frozenset(
-    """
-    BASHOPTS BASHPID BASH_ALIASES BASH_ARGC BASH_ARGV BASH_ARGV0 BASH_CMDS BASH_COMMAND
-    BASH_COMPAT BASH_ENV BASH_EXECUTION_STRING BASH_LINENO BASH_LOADABLES_PATH BASH_REMATCH
-    BASH_SOURCE BASH_SUBSHELL BASH_VERSINFO BASH_VERSION BASH_XTRACEFD CDPATH DIRSTACK ENV
-    EPOCHREALTIME EPOCHSECONDS EUID FUNCNAME GLOBIGNORE GROUPS HISTCMD IFS LINENO OLDPWD
-    OPTARG OPTERR OPTIND PIPESTATUS POSIXLY_CORRECT PPID PS4 PWD RANDOM SECONDS SHELLOPTS
-    SHLVL SRANDOM TMOUT UID _
-    hpcpull_python
-    """.split()
-)  # hpcpull_python: the wrapper's own variable (common/payload.sh.j2)
 
 # Control files, relative to the job directory (templates `cd` there first).
 FILES = {
@@ -170,11 +157,6 @@ def is_resource_directive(line: Any) -> bool:
     return bool(words) and words[0].startswith("-l")
 
 
-def is_bash_special(name: Any) -> bool:
-    """Jinja test ``bash_special``: a name the wrapper shell must not export itself."""
-    return str(name) in BASH_SPECIAL or str(name).startswith("BASH")
-
-
 def jinja_environment(route: RouteSettings) -> jinja2.Environment:
     """The Jinja2 environment for a route (shared by routes with the same search path)."""
     return _environment(tuple(str(p) for p in template_search_path(route)))
@@ -207,7 +189,6 @@ def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
         shquote=shquote, directive=directive, envname=envname, slurm_time=slurm_time, hms=hms,
         lsf_minutes=lsf_minutes,
     )
-    env.tests["bash_special"] = is_bash_special
     env.tests["resource_directive"] = is_resource_directive
     return env
 
@@ -254,7 +235,7 @@ def container_image(job_ad: JobAd, route: RouteSettings) -> Optional[str]:
 
 
 def template_context(job_ad: JobAd, route: RouteSettings, job_dir: Path) -> dict[str, Any]:
-    """The variables a batch script template sees (documented in templates/slurm/job.sh.j2)."""
+    """The variables a batch script template sees (documented in templates/common/CONTEXT.txt)."""
     if not job_dir.is_absolute():
         raise ValueError(f"job_dir {job_dir} must be absolute")
     resources = resource_request(job_ad, route)
@@ -271,6 +252,7 @@ def template_context(job_ad: JobAd, route: RouteSettings, job_dir: Path) -> dict
         "environment_setup": list(route.environment_setup),
         "resources": resources,
         "launch_command": launch_command(route.launcher, route.lrms, resources.total_tasks, image),
+        "launch_chain": launch_chain(route.launcher, route.lrms, resources.total_tasks, image),
         "container_image": image or "",
         "credentials": [(c.env, c.name) for c in credentials_of(job_ad)],
         "parallel_environment": route.parallel_environment,

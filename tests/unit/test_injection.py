@@ -93,12 +93,13 @@ def test_hostile_values_never_inject(route_factory: RouteFactory, lrms: str) -> 
         lines = directive_lines(script, lrms)
         assert len(lines) == len(directive_lines(baseline, lrms))
         for value in (queue, project, gpu_type):  # the values that may reach a directive line
-            if value:
-                assert value[0] != "-" and all(c.isalnum() or c in "_.:+@%-" for c in value), value
+            if value:  # a plain name (resources.py, "Names the job chooses")
+                assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", value), value
         assert script.count("\n") == baseline.count("\n") + len({name for name, _ in env})
         assert all(" " <= c or c == "\n" for c in script)
         words = payload_words(script)
-        assert words[:2] == ["apptainer", "exec"] and words[2] == (image.strip() or "/images/default.sif")
+        assert words[:2] == ['"$hpcpull_apptainer"', "exec"]  # the site's apptainer, by its path
+        assert words[2] == (image.strip() or "/images/default.sif")
         assert words[-len(args):] == args if args else True
 
     check()

@@ -67,15 +67,17 @@ def test_rendered_plain_and_srun(route_factory: RouteFactory) -> None:
     plain = render_batch_script(job(), route_factory(), JOB_DIR)
     assert exec_words(plain) == ["./run.sh", "a", "b c"]
     srun = render_batch_script(job(), route_factory(launcher=parse_launcher("K", "srun --mpi=pmix")), JOB_DIR)
-    assert exec_words(srun) == ["srun", "--mpi=pmix", "./run.sh", "a", "b c"]
+    # the site's srun, found on the script's PATH (see test_launcher_integrity.py)
+    assert exec_words(srun) == ["$hpcpull_srun", "--mpi=pmix", "./run.sh", "a", "b c"]
 
 
 def test_job_image_wins_over_the_route_image(route_factory: RouteFactory) -> None:
     route = route_factory(launcher=parse_launcher("K", "apptainer"), container_image="/images/default.sif")
-    assert exec_words(render_batch_script(job(), route, JOB_DIR))[:3] == ["apptainer", "exec", "/images/default.sif"]
+    words = exec_words(render_batch_script(job(), route, JOB_DIR))
+    assert words[:3] == ["$hpcpull_apptainer", "exec", "/images/default.sif"]
     hostile = "docker://evil;rm -rf ~ $(id)"
     words = exec_words(render_batch_script(job(ContainerImage=hostile), route, JOB_DIR))
-    assert words[:3] == ["apptainer", "exec", hostile]  # one word, however hostile
+    assert words[:3] == ["$hpcpull_apptainer", "exec", hostile]  # one word, however hostile
 
 
 def test_container_requests_that_cannot_be_honoured_are_refused(route_factory: RouteFactory) -> None:

@@ -22,18 +22,13 @@ printf 'hpcpull: HTCondor job %s.%s (%s) of user %s on %s\n' \
     108 0 'submit.example.org#108.0#1795240700' \
     alice "$HOSTNAME"
 
-# Resolve the launcher's interpreter first, so that neither the job's environment nor
-# the site setup below (a `module load`, say) can change which Python runs it.
+# This script runs in the batch job's own environment; the job's environment goes to the
+# launcher below, for the payload. The launcher's interpreter is found first, so that
+# the site setup (a `module load`, say) cannot change which Python runs it either.
 hpcpull_python=$(command -v python3) || {
     echo "hpcpull: the launcher's interpreter" python3 "is not available on $HOSTNAME" >&2
     exit 127
 }
-
-# The job's environment, and the variables HTCondor sets for every job.
-export OMP_NUM_THREADS=2
-export _CONDOR_SCRATCH_DIR=/scratch/hpcpull/alice/108/0
-export _CONDOR_JOB_IWD=/scratch/hpcpull/alice/108/0
-export _CONDOR_JOB_AD=/scratch/hpcpull/alice/108/0/.hpcpull/job.ad
 
 # Site setup (HPCPULL_ENVIRONMENT_SETUP). nounset is off while it runs because module(1)
 # and many profile scripts read unset variables; a failing line still stops the job.
@@ -41,19 +36,35 @@ set +u
 module load openmpi/4.1
 set -u
 
+# The route's launchers (HPCPULL_LAUNCHER), found on this script's PATH after the site
+# setup and started by their absolute paths, whatever PATH the launcher runs with.
+hpcpull_mpiexec=$(type -P mpiexec) || {
+    echo "hpcpull: the route's launcher" mpiexec "is not available on $HOSTNAME" >&2
+    exit 127
+}
+
 cd /scratch/hpcpull/alice/108/0
 
 # Run the payload. The launcher writes .hpcpull/started, redirects the job's streams,
 # waits, then writes .hpcpull/exit_status (exit code or signal, times, CPU, max RSS)
 # atomically. If the batch system kills the job (time limit, cancel), the launcher dies with it and
 # writes no exit_status: that is how hpcpull tells it from a payload killed by a signal.
-# -I keeps the job's PYTHON* variables away from the launcher; variables bash reserves
-# for itself (IFS, UID, ...) reach the payload through --env instead of export.
+# The payload gets this script's environment plus each --env variable: the job's, then
+# those HTCondor sets for every job (a later one wins). The launcher itself keeps none of
+# them, and -I keeps PYTHON* variables and user site-packages away from it.
 # The route starts the payload through HPCPULL_LAUNCHER: 'mpiexec -n 64 --bind-to core'
+# These launchers (the first --chain words after --) run in this script's environment, not
+# the job's: the launcher puts `/usr/bin/env -- NAME=VALUE...` between them and the payload,
+# so the --env variables are set where the payload runs, for the payload alone.
 exec "$hpcpull_python" -I .hpcpull/launcher.py \
+    --env 'OMP_NUM_THREADS=2' \
+    --env '_CONDOR_SCRATCH_DIR=/scratch/hpcpull/alice/108/0' \
+    --env '_CONDOR_JOB_IWD=/scratch/hpcpull/alice/108/0' \
+    --env '_CONDOR_JOB_AD=/scratch/hpcpull/alice/108/0/.hpcpull/job.ad' \
+    --chain 5 \
     --stdin /dev/null \
     --stdout .hpcpull/stdout \
     --stderr .hpcpull/stderr \
     --started .hpcpull/started \
     --status .hpcpull/exit_status \
-    -- mpiexec -n 64 --bind-to core ./solver --mesh mesh.h5 --steps 1000
+    -- "$hpcpull_mpiexec" -n 64 --bind-to core ./solver --mesh mesh.h5 --steps 1000

@@ -26,19 +26,13 @@ printf 'hpcpull: HTCondor job %s.%s (%s) of user %s on %s\n' \
     101 0 'submit.example.org#101.0#1795240000' \
     alice "$HOSTNAME"
 
-# Resolve the launcher's interpreter first, so that neither the job's environment nor
-# the site setup below (a `module load`, say) can change which Python runs it.
+# This script runs in the batch job's own environment; the job's environment goes to the
+# launcher below, for the payload. The launcher's interpreter is found first, so that
+# the site setup (a `module load`, say) cannot change which Python runs it either.
 hpcpull_python=$(command -v python3) || {
     echo "hpcpull: the launcher's interpreter" python3 "is not available on $HOSTNAME" >&2
     exit 127
 }
-
-# The job's environment, and the variables HTCondor sets for every job.
-export OMP_NUM_THREADS=8
-export SIM_MODE=production
-export _CONDOR_SCRATCH_DIR=/scratch/hpcpull/alice/101/0
-export _CONDOR_JOB_IWD=/scratch/hpcpull/alice/101/0
-export _CONDOR_JOB_AD=/scratch/hpcpull/alice/101/0/.hpcpull/job.ad
 
 cd /scratch/hpcpull/alice/101/0
 
@@ -46,9 +40,15 @@ cd /scratch/hpcpull/alice/101/0
 # waits, then writes .hpcpull/exit_status (exit code or signal, times, CPU, max RSS)
 # atomically. If the batch system kills the job (time limit, cancel), the launcher dies with it and
 # writes no exit_status: that is how hpcpull tells it from a payload killed by a signal.
-# -I keeps the job's PYTHON* variables away from the launcher; variables bash reserves
-# for itself (IFS, UID, ...) reach the payload through --env instead of export.
+# The payload gets this script's environment plus each --env variable: the job's, then
+# those HTCondor sets for every job (a later one wins). The launcher itself keeps none of
+# them, and -I keeps PYTHON* variables and user site-packages away from it.
 exec "$hpcpull_python" -I .hpcpull/launcher.py \
+    --env 'OMP_NUM_THREADS=8' \
+    --env 'SIM_MODE=production' \
+    --env '_CONDOR_SCRATCH_DIR=/scratch/hpcpull/alice/101/0' \
+    --env '_CONDOR_JOB_IWD=/scratch/hpcpull/alice/101/0' \
+    --env '_CONDOR_JOB_AD=/scratch/hpcpull/alice/101/0/.hpcpull/job.ad' \
     --stdin /dev/null \
     --stdout .hpcpull/stdout \
     --stderr .hpcpull/stderr \
