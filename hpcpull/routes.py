@@ -687,10 +687,18 @@ def _query_culprits(table: RoutingTable, job: classad2.ClassAd) -> str:
 
 
 def job_id_of(ad: classad2.ClassAd) -> str:
-    cluster, proc = ad.get("ClusterId"), ad.get("ProcId")
-    if isinstance(cluster, int) and isinstance(proc, int) and not isinstance(cluster, bool):
-        return f"{cluster}.{proc}"
-    return "?"
+    """``ClusterId.ProcId``, evaluated ("?" unless both are whole numbers).  classad2 gives
+    undefined and error as members of an IntEnum, so the type is tested exactly."""
+    ids = []
+    for name in ("ClusterId", "ProcId"):
+        try:
+            value = ad.eval(name) if name in ad else None
+        except (TypeError, ValueError, RuntimeError):
+            value = None
+        if type(value) is not int:
+            return "?"
+        ids.append(value)
+    return f"{ids[0]}.{ids[1]}"
 
 
 def decide(job: classad2.ClassAd, table: RoutingTable, only: Optional[str] = None) -> RoutingDecision:

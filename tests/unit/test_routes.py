@@ -12,9 +12,11 @@ from hpcpull.classads import MalformedInput
 from hpcpull.routes import (
     BadJobInput,
     decide,
+    job_id_of,
     load_job_ad,
     load_routing_table,
     parse_job_ads,
+    select_job,
     split_conjuncts,
     umbrella_constraint,
 )
@@ -344,3 +346,13 @@ def test_malformed_input_points_at_the_line():
         parse_job_ads("\n \n")
     with pytest.raises(MalformedInput, match="line 2 does not parse"):
         parse_job_ads('Owner = "alice"\nX = (1 +\n')
+
+
+def test_job_ids_are_evaluated_and_only_whole_numbers_count() -> None:
+    """A hand-written ad may give its ids as expressions; undefined and error are not ids
+    (classad2 returns them as IntEnum members, which isinstance(..., int) would accept)."""
+    ads = [classad2.ClassAd(text) for text in (
+        "[ClusterId = 40 + 2; ProcId = 0]", "[ClusterId = undefined; ProcId = 0]",
+        "[ClusterId = error; ProcId = 1]", "[ClusterId = true; ProcId = 0]", "[ProcId = 3]")]
+    assert [job_id_of(ad) for ad in ads] == ["42.0", "?", "?", "?", "?"]
+    assert select_job(ads, "42.0") is ads[0]
