@@ -285,6 +285,7 @@ def run(args: argparse.Namespace) -> list[Result]:
         try:
             if not args.skip_routing:
                 results.append(routing(pool, slurm_env, args.jobs))
+                report(results[-1:], sys.stderr)  # now: taking thousands of jobs down takes long
                 subprocess.run(["condor_rm", "-all"], env=pool.env(), capture_output=True, timeout=120)
                 pool.wait_until_gone("true", 300)
                 ids = batch_jobs(slurm_env)
@@ -292,6 +293,7 @@ def run(args: argparse.Namespace) -> list[Result]:
                     subprocess.run(["scancel", *ids], env=slurm_env, capture_output=True, timeout=120)
             if not args.skip_update:
                 results.append(update_cost(pool, slurm_env, args))
+                report(results[-1:], sys.stderr)
         finally:
             subprocess.run(["condor_rm", "-all"], env=pool.env(), capture_output=True, timeout=120)
             ids = batch_jobs(slurm_env)
