@@ -235,3 +235,18 @@ def test_a_hook_waiting_for_its_input_holds_no_slot(tmp_path: Path) -> None:
     assert late == ["got late\n"] * slots
     assert [run.returncode for run in waiting + ready] == [0] * (2 * slots)
     assert list(inputs.iterdir()) == [], "the inputs' temporary files are removed"
+
+
+def test_a_hook_killed_while_waiting_for_its_input_leaves_no_file(tmp_path: Path) -> None:
+    """The router kills its hooks when it stops: the file that keeps a hook's input is
+    unlinked as soon as it is open, so nothing is left in TMPDIR."""
+    inputs = tmp_path / "tmp"
+    inputs.mkdir()
+    run = subprocess.Popen([str(REPO / "hooks" / "hpcpull-hook-slot"), "/bin/cat"], stdin=subprocess.PIPE,
+                           env={"PATH": "/usr/bin:/bin", "HPCPULL_HOOK_SLOT_DIR": str(tmp_path),
+                                "TMPDIR": str(inputs)})
+    time.sleep(1)
+    assert run.poll() is None, "it waits for its input"
+    run.kill()
+    run.wait(timeout=10)
+    assert list(inputs.iterdir()) == []
