@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 from .errors import JobRejected
 from .holds import TRANSFER_INPUT_ERROR
+from .spool import is_spooled
 
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC  # O_NONBLOCK: a FIFO cannot hang the hook
 
@@ -55,20 +56,6 @@ def credentials_of(ad: Any) -> list[Credential]:
             raise JobRejected(f"{attribute} = {value!r} does not name a file", TRANSFER_INPUT_ERROR, 0)
         found.append(Credential(attribute, env, source, name, value))
     return found
-
-
-def _spool_dir() -> str:
-    import htcondor2
-
-    return htcondor2.param.get("SPOOL") or ""
-
-
-def _is_spooled(ad: Any) -> bool:
-    """As hooks.is_spooled: the schedd sets SUBMIT_Iwd when it moves a job's Iwd into SPOOL."""
-    if "SUBMIT_Iwd" in ad:
-        return True
-    iwd, spool = str(ad.get("Iwd") or ""), _spool_dir()
-    return bool(spool and iwd) and (iwd == spool or iwd.startswith(spool.rstrip("/") + "/"))
 
 
 class _Sources:
@@ -142,7 +129,7 @@ def stage_credentials(ad: Any, job_path: Path, *, confine_to_iwd: Optional[bool]
         return []
     staged = []
     try:
-        sources = _Sources(ad, _is_spooled(ad) if confine_to_iwd is None else confine_to_iwd)
+        sources = _Sources(ad, is_spooled(ad) if confine_to_iwd is None else confine_to_iwd)
     except OSError as exc:
         raise JobRejected(f"hpcpull: the job's spooled Iwd cannot be opened for its credentials: "
                           f"{exc.strerror or exc}", TRANSFER_INPUT_ERROR, exc.errno or 0) from None
@@ -171,7 +158,7 @@ def refresh_credentials(ad: Any, job_path: Path, *, confine_to_iwd: Optional[boo
         return []
     refreshed = []
     try:
-        sources = _Sources(ad, _is_spooled(ad) if confine_to_iwd is None else confine_to_iwd)
+        sources = _Sources(ad, is_spooled(ad) if confine_to_iwd is None else confine_to_iwd)
     except OSError:
         return []  # the Iwd is gone: keep what the job has
     with sources:

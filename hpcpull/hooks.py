@@ -67,6 +67,7 @@ from .jobstate import (
 from .lrms import get_batch_system
 from .lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
 from .schedd import ScheddUnreachable, gateway_schedd
+from .spool import is_spooled, spool_dir
 from .status_cache import StatusCache
 from .submission import (
     JobLock,
@@ -138,15 +139,6 @@ def _event(gateway: GatewaySettings, event: str, ad: classad2.ClassAd, **fields:
         write_event(gateway.log_path, gateway.max_log_bytes, event, **line)
     except Exception:  # noqa: BLE001 - the log is for people: it never fails a hook
         pass
-
-
-def is_spooled(ad: classad2.ClassAd, spool: str) -> bool:
-    """A job whose sandbox the schedd keeps in SPOOL (HTCondor-C arrivals, condor_submit
-    -spool): its Iwd is there, and SUBMIT_Iwd keeps the submitter's own path."""
-    iwd = string_attr(ad, "Iwd")
-    if "SUBMIT_Iwd" in ad:
-        return True
-    return bool(spool and iwd) and (iwd == spool or iwd.startswith(spool.rstrip("/") + "/"))
 
 
 def _routed_job_dir(copy: classad2.ClassAd) -> Optional[jd.JobDir]:
@@ -346,7 +338,7 @@ def translate(text: str, config: Config) -> HookResult:
         _finish_leftovers(job.path.parent.parent, route, config)
         adopted = _adopt_earlier_submission(job, source, route, config)
         if not adopted:
-            _prepare_job_dir(source, route, job, _spool_dir())
+            _prepare_job_dir(source, route, job, spool_dir())
         routed["HpcPullJobDir"] = str(job.path)
         routed["HpcPullScript"] = str(job.file(jd.BATCH_SCRIPT))
         if request.partition:
@@ -441,12 +433,6 @@ def _submit_at_routing(job: jd.JobDir, routed: classad2.ClassAd, route: RouteSet
     _note(job, "translate", f"submitted batch job {job_id}")
     _event(gateway, "SUBMITTED", routed, batch_job=job_id, lrms=batch.name)
     return state
-
-
-def _spool_dir() -> str:
-    import htcondor2
-
-    return htcondor2.param.get("SPOOL") or ""
 
 
 # --------------------------------------------------------------------------- UPDATE
@@ -837,7 +823,7 @@ def finalize(text: str, config: Config, now: Optional[float] = None) -> HookResu
         for attr in ("ExitCode", "ExitBySignal", "ExitSignal"):  # for when_to_transfer_output
             if attr in copy:
                 source[attr] = copy.lookup(attr)
-        spooled = is_spooled(source, _spool_dir())
+        spooled = is_spooled(source, spool_dir())
         report = transfer_output_sandbox(source, job.path, link=True, confine_to_iwd=spooled)
         if not _mark_outputs_returned(job):
             _note(job, "finalize", "job directory busy in another hook: outputs returned but not recorded "
@@ -1105,7 +1091,7 @@ def _finish_output_return(job: jd.JobDir, copy: classad2.ClassAd) -> None:
             if attr in copy:
                 source[attr] = copy.lookup(attr)
         report = transfer_output_sandbox(source, job.path, link=True,
-                                         confine_to_iwd=is_spooled(source, _spool_dir()))
+                                         confine_to_iwd=is_spooled(source, spool_dir()))
         _note(job, "cleanup", f"FINALIZE did not finish: returned {len(report.returned)} output(s)"
               + (f"; problems: {'; '.join(report.errors)}" if report.errors else ""))
     except Exception as exc:  # noqa: BLE001 - CLEANUP goes on; the note says what was lost
