@@ -126,5 +126,9 @@ def launch_command(
     steps: tuple[LaunchStep, ...], lrms: str, total_tasks: int, image: Optional[str]
 ) -> list[str]:
     """The words placed before the payload's executable, programs by name (unquoted)."""
-    return [word for step in launch_chain(steps, lrms, total_tasks, image)
-            for word in (step.program, *step.arguments)]
+    return chain_words(launch_chain(steps, lrms, total_tasks, image))
+
+
+def chain_words(chain: list[LaunchWords]) -> list[str]:
+    """A chain as words, programs by name: what the script shows of it."""
+    return [word for step in chain for word in (step.program, *step.arguments)]

@@ -34,7 +34,7 @@ from .config import RouteSettings
 from .credentials import credentials_of
 from .errors import ConfigError, JobRejected
 from .holds import HOLD_SUBCODE_INVALID_JOB, HOLD_SUBCODE_UNSAFE_VALUE
-from .launch import launch_chain, launch_command, uses_container
+from .launch import chain_words, launch_chain, uses_container
 from .payload import JobAd, ad_value, payload_for
 from .resources import resource_request
 
@@ -240,6 +240,7 @@ def template_context(job_ad: JobAd, route: RouteSettings, job_dir: Path) -> dict
         raise ValueError(f"job_dir {job_dir} must be absolute")
     resources = resource_request(job_ad, route)
     image = container_image(job_ad, route)
+    chain = launch_chain(route.launcher, route.lrms, resources.total_tasks, image)
     return {
         "job_dir": str(job_dir),
         "control_dir": str(jobdir.JobDir(job_dir).control),
@@ -251,8 +252,8 @@ def template_context(job_ad: JobAd, route: RouteSettings, job_dir: Path) -> dict
         "extra_directives": list(route.extra_directives),
         "environment_setup": list(route.environment_setup),
         "resources": resources,
-        "launch_command": launch_command(route.launcher, route.lrms, resources.total_tasks, image),
-        "launch_chain": launch_chain(route.launcher, route.lrms, resources.total_tasks, image),
+        "launch_command": chain_words(chain),
+        "launch_chain": chain,
         "container_image": image or "",
         "credentials": [(c.env, c.name) for c in credentials_of(job_ad)],
         "parallel_environment": route.parallel_environment,
