@@ -32,8 +32,8 @@ if str(REPO) not in sys.path:  # run as a file: measure this checkout's hpcpull
 
 import classad2  # noqa: E402
 
-from hpcpull.classads import parse_translate_input, router_print  # noqa: E402
-from hpcpull.routersim import HookCall, RoutedJob, RouterSim, hook_environment, write_gateway_config  # noqa: E402
+from hpcpull.router.classads import parse_translate_input, router_print  # noqa: E402
+from hpcpull.testing.router_sim import HookCall, RoutedJob, RouterSim, hook_environment, write_gateway_config  # noqa: E402
 
 SCRIPTS = REPO / "scripts"
 ROUTER_STDIN = REPO / "tests" / "fixtures" / "router-stdin"

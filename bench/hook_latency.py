@@ -45,16 +45,16 @@ from bench.common import (  # noqa: E402
     top_imports,
     workspace,
 )
-from hpcpull.classads import router_print  # noqa: E402
+from hpcpull.router.classads import router_print  # noqa: E402
 
 QUICK = ["--iterations", "15"]
 TINY = ["--iterations", "3", "--warmup", "1"]  # the smoke test's size: seconds
 TARGETS = {"update": 2.5, "translate": 4.0}
 # Modules each hook has imported by the time it reads its stdin (hooks.py imports the
 # rest lazily: htcondor2 for the configuration, render/sandbox/jinja2 in TRANSLATE).
-IMPORTS = {"update": "hpcpull.hooks, htcondor2",
-           "translate": "hpcpull.hooks, htcondor2, hpcpull.render, hpcpull.sandbox, hpcpull.resources, "
-                        "hpcpull.launcher, hpcpull.eventlog"}
+IMPORTS = {"update": "hpcpull.router.hooks, htcondor2",
+           "translate": "hpcpull.router.hooks, htcondor2, hpcpull.script.render, hpcpull.staging.sandbox, "
+                        "hpcpull.script.resources, hpcpull.node.launcher, hpcpull.state.eventlog"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -33,7 +33,7 @@ from bench.common import (  # noqa: E402
     spawn,
     workspace,
 )
-from hpcpull.jobdir import BATCH_SCRIPT, CONTROL_DIR  # noqa: E402
+from hpcpull.state.jobdir import BATCH_SCRIPT, CONTROL_DIR  # noqa: E402
 
 NAME = "routing-throughput"
 QUICK = ["--jobs", "60"]

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
-from .errors import ConfigError
-from .launch import LaunchStep, check_launcher, parse_launcher
+from hpcpull.errors import ConfigError
+from hpcpull.script.launchers import LaunchStep, check_launcher, parse_launcher
 
 # Knobs a route may override, with their defaults (strings, as in a config file).
 ROUTE_KNOBS: dict[str, str] = {

@@ -89,4 +89,4 @@ sinfo | sed 's/^/   /'
 echo
 # The checkout's code drives the demo (hpcpull.testing finds the HTCondor archive beside it);
 # the hooks run from the installed venv ($prefix/bin), as on a real gateway.
-PYTHONPATH="$checkout" "$prefix/bin/python" -m hpcpull.demo --workdir "$work" --bin-dir "$prefix/bin"
+PYTHONPATH="$checkout" "$prefix/bin/python" -m hpcpull.admin.demo --workdir "$work" --bin-dir "$prefix/bin"

@@ -65,7 +65,7 @@ def make_gateway(tmp_path: Path, lrms: str, lrms_env: dict[str, str], route: str
     ``route`` is served by hpcpull on ``lrms``; a second route "Other" is not.  Batch
     commands run with the parts of ``lrms_env`` that name the cluster (PATH, SLURM_CONF, ...).
     """
-    from hpcpull.routersim import RouterSim, hook_environment, write_gateway_config
+    from hpcpull.testing.router_sim import RouterSim, hook_environment, write_gateway_config
 
     scratch = tmp_path / "scratch"
     scratch.mkdir()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Mapping
 
-from ..errors import ConfigError
-from .base import BatchJobStatus, BatchState, BatchSystem, LrmsError
+from hpcpull.errors import ConfigError
+from hpcpull.lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
 
 __all__ = [
     "BATCH_SYSTEMS",

@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from ..errors import HpcPullError
+from hpcpull.errors import HpcPullError
 
 
 class BatchState(str, Enum):

@@ -49,7 +49,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
 
-from .base import BatchJobStatus, BatchState, BatchSystem, LrmsError
+from hpcpull.lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
 
 # The STAT field of bjobs (IBM docs, bjobs "Job states"; PDONE/PERR after post-execution).
 LSF_STATES: dict[str, BatchState] = {

@@ -71,7 +71,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
 
-from .base import BatchJobStatus, BatchState, BatchSystem, LrmsError, one_line
+from hpcpull.lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError, one_line
 
 # ------------------------------------------------------------------------ states ----
 

@@ -39,7 +39,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
-from .base import BatchJobStatus, BatchState, BatchSystem, LrmsError
+from hpcpull.lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
 
 # --- job states ----------------------------------------------------------------------------
 # qstat prints a job's state as letters, one per flag, in this order (job_get_state_string()

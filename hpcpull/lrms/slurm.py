@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
 
-from .base import BatchJobStatus, BatchState, BatchSystem, LrmsError
+from hpcpull.lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
 
 # Slurm job states (``%T`` of squeue, ``JobState`` of scontrol, ``State`` of sacct), see
 # the section "JOB STATE CODES" of squeue(1).  sacct adds details after the state

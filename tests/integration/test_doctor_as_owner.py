@@ -22,9 +22,9 @@ from typing import Any, Iterator
 import htcondor2
 import pytest
 
-from hpcpull import doctor
-from hpcpull.routersim import write_gateway_config
+from hpcpull.admin import doctor
 from hpcpull.testing.personal_pool import TEST_USER, ensure_user, world_readable_dir
+from hpcpull.testing.router_sim import write_gateway_config
 from tests.integration.test_doctor import install_hooks, owners_bin_dir, owners_venv
 from tests.unit.test_doctor import make_dir
 

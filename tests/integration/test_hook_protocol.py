@@ -12,9 +12,9 @@ import classad2
 import pytest
 
 from hpcpull import holds
-from hpcpull.classads import parse_old_ad, parse_translate_input, router_print
-from hpcpull.jobdir import JobDir
-from hpcpull.submission import SubmissionState, batch_job_name, save_state
+from hpcpull.router.classads import parse_old_ad, parse_translate_input, router_print
+from hpcpull.state.jobdir import JobDir
+from hpcpull.state.submission import SubmissionState, batch_job_name, save_state
 from tests.conftest import FIXTURES
 from tests.integration.test_pipeline import make_job
 
@@ -96,7 +96,7 @@ def test_simulated_copy_matches_the_real_routers_copy(gateway, tmp_path):
 def _scripted_router(tmp_path, **scripts):
     """RouterSim around shell scripts standing in for the hooks (hook name -> script body;
     ``$STATE`` is a directory the scripts may keep counters in): tests of the simulation itself."""
-    from hpcpull.routersim import RouterSim
+    from hpcpull.testing.router_sim import RouterSim
 
     state = tmp_path / "hook-state"
     state.mkdir()

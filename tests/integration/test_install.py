@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcpull.classads import parse_old_ad
-from hpcpull.routersim import write_gateway_config
+from hpcpull.router.classads import parse_old_ad
+from hpcpull.testing.router_sim import write_gateway_config
 from tests.conftest import FIXTURES, REPO, ROUTE_BODY
 
 

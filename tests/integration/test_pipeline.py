@@ -8,7 +8,7 @@ from pathlib import Path
 import classad2
 import pytest
 
-from hpcpull.classads import parse_old_ad
+from hpcpull.router.classads import parse_old_ad
 
 pytestmark = pytest.mark.usefixtures("slurm_env")
 

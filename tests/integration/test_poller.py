@@ -10,8 +10,8 @@ from typing import Any
 import classad2
 import pytest
 
-from hpcpull.poller import read_site_status
-from hpcpull.status_cache import Snapshot
+from hpcpull.state.poller import read_site_status
+from hpcpull.state.status_cache import Snapshot
 from tests.conftest import make_gateway
 from tests.integration.test_pipeline import finished, make_job
 

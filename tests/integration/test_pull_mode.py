@@ -16,7 +16,7 @@ from typing import Any
 import classad2
 import pytest
 
-from hpcpull.classads import parse_old_ad
+from hpcpull.router.classads import parse_old_ad
 from tests.conftest import FIXTURES, make_gateway
 from tests.integration.test_pipeline import finished
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import htcondor2
 import pytest
 
-from hpcpull.statuscmd import main
+from hpcpull.admin.status import main
 from tests.conftest import REPO, make_gateway
 from tests.integration.test_pipeline import make_job
 
@@ -32,9 +32,9 @@ def slurm(router, *argv: str) -> str:
 
 
 def status_cli(router, *argv: str) -> subprocess.CompletedProcess[str]:
-    """`python -m hpcpull.statuscmd` with CONDOR_CONFIG pointing at the gateway, as an admin runs it."""
+    """`python -m hpcpull.admin.status` with CONDOR_CONFIG pointing at the gateway, as an admin runs it."""
     env = dict(os.environ, CONDOR_CONFIG=str(router.config_path), PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "hpcpull.statuscmd", *argv], env=env,
+    return subprocess.run([sys.executable, "-m", "hpcpull.admin.status", *argv], env=env,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -16,10 +16,10 @@ import htcondor2  # noqa: F401 - registers HTCondor's ClassAd functions (stringL
 import pytest
 
 from hpcpull import holds
-from hpcpull import jobdir as jd
-from hpcpull.classads import router_print
 from hpcpull.lrms import BatchState, get_batch_system
-from hpcpull.submission import JobLock, SubmissionState, load_state, save_state
+from hpcpull.router.classads import router_print
+from hpcpull.state import jobdir as jd
+from hpcpull.state.submission import JobLock, SubmissionState, load_state, save_state
 from tests.conftest import make_gateway
 from tests.integration.test_pipeline import finished, make_job
 from tests.reliability.crashes import CrashOnce

@@ -88,7 +88,7 @@ def runs(request: pytest.FixtureRequest, make_gateway_pool) -> Iterator[dict[str
                 continue
             # Cluster ids of their own: the PBS pool's jobs land in the session's private Slurm,
             # where other pools' tests look their batch jobs up by <ClusterId>.<ProcId> in the
-            # batch job name (hpcpull/submission.py batch_job_name).
+            # batch job name (hpcpull/state/submission.py batch_job_name).
             gateway = make_gateway_pool(
                 f"real-{lrms}", ROUTES, env, HPCPULL_LRMS=lrms, HPCPULL_PARTITION=system.queue,
                 extra_config=f"SCHEDD_CLUSTER_INITIAL_VALUE = {system.first_cluster}\n")

@@ -98,7 +98,7 @@ queue
 
 
 def test_poller_publishes_the_site_status_in_the_schedd_ad(gateway_pool: GatewayPool) -> None:
-    """hpcpull-poll (SCHEDD_CRON_HPCPULL_* in 50-hpcpull.conf) puts hpcpull/poller.py's
+    """hpcpull-poll (SCHEDD_CRON_HPCPULL_* in 50-hpcpull.conf) puts hpcpull/state/poller.py's
     site status into the schedd ad, and keeps it fresh."""
     first = status_when(gateway_pool, lambda s: "HpcPullLastSuccessfulPoll" in s,
                         "HpcPullLastSuccessfulPoll in the schedd ad", timeout=60)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from hpcpull.faults import CRASH_ENV, CRASH_POINTS
-from hpcpull.routersim import HookCall, RouterSim
+from hpcpull.testing.router_sim import HookCall, RouterSim
 
 KILLED = -int(signal.SIGKILL)  # subprocess's returncode for a child killed by SIGKILL
 TOKEN = re.compile(r"[0-9a-f]{12}")  # submission.py: secrets.token_hex(6)

@@ -21,11 +21,11 @@ from typing import Callable
 import classad2
 import pytest
 
-from hpcpull import jobdir as jd
 from hpcpull.faults import CRASH_POINTS
-from hpcpull.routersim import HookCall, RouterSim
-from hpcpull.sandbox import transfer_output_sandbox
-from hpcpull.submission import load_state
+from hpcpull.staging.sandbox import transfer_output_sandbox
+from hpcpull.state import jobdir as jd
+from hpcpull.state.submission import load_state
+from hpcpull.testing.router_sim import HookCall, RouterSim
 from tests.integration.test_pipeline import finished, make_job
 from tests.reliability.crashes import (
     KILLED,
@@ -280,8 +280,8 @@ def test_output_return_killed_midway_and_repeated_is_complete_without_temporary_
                            "WhenToTransferOutput": "ON_EXIT", "ExitCode": 0, "ExitBySignal": False})
     (tmp_path / "job.ad").write_text(ad.printOld())
     child = (
-        "import sys\nfrom pathlib import Path\nfrom hpcpull.classads import parse_old_ad\n"
-        "from hpcpull.sandbox import transfer_output_sandbox\n"
+        "import sys\nfrom pathlib import Path\nfrom hpcpull.router.classads import parse_old_ad\n"
+        "from hpcpull.staging.sandbox import transfer_output_sandbox\n"
         "transfer_output_sandbox(parse_old_ad(open(sys.argv[1]).read()), Path(sys.argv[2]), link=True)\n"
     )
     env = {**os.environ, "HPCPULL_TEST_CRASH_AT": "finalize:returned-one-output",

@@ -1,6 +1,6 @@
 """Fuzzing every hook's stdin (issue 4, item 7): no input the router can send makes a hook crash it.
 
-Each hook runs in-process through ``hpcpull.hooks.run_hook`` -- exactly what the executables
+Each hook runs in-process through ``hpcpull.router.hooks.run_hook`` -- exactly what the executables
 in hooks/ run (``hooks._main``) -- on the real stdin captured from condor_job_router 25.13.2
 (tests/fixtures/router-stdin/), mutated by hypothesis (truncated at any byte, lines duplicated,
 dropped, swapped or replaced, binary bytes, NUL, invalid UTF-8, 1 MB values, unbalanced
@@ -8,7 +8,7 @@ quotes, missing or extra ``------``, swapped sections, CRLF, hostile names and v
 on pure garbage.  A few cases also go through the real executables, to show the process
 (exit status, stdout bytes, stderr lines) is what run_hook returned.
 
-The contract checked on every case comes from the hpcpull/hooks.py module docstring and
+The contract checked on every case comes from the hpcpull/router/hooks.py module docstring and
 from how the router reads hook output (htcondor/htcondor src/condor_job_router/
 JobRouterHookMgr.cpp, TranslateClient/StatusClient/ExitClient::hookExited): stdout is split
 on "\\n" (StringTokenIterator, empty tokens skipped) and every line goes through
@@ -40,9 +40,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hpcpull import hooks
-from hpcpull.classads import too_deep
-from hpcpull.routersim import RouterSim, hook_environment, write_gateway_config
+from hpcpull.router import hooks
+from hpcpull.router.classads import too_deep
+from hpcpull.testing.router_sim import RouterSim, hook_environment, write_gateway_config
 from tests.conftest import FIXTURES, ROUTE_BODY
 
 HOOKS = ("translate", "update", "finalize", "cleanup")

@@ -43,7 +43,7 @@ def route_factory() -> Callable[..., RouteSettings]:
 def condor_config(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     """``use(routes, knobs)``: write a real gateway CONDOR_CONFIG and point htcondor2.param
     at it in this process; the previous configuration is restored afterwards."""
-    from hpcpull.routersim import write_gateway_config
+    from hpcpull.testing.router_sim import write_gateway_config
 
     old = os.environ.get("CONDOR_CONFIG")
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import classad2
 import pytest
 
-from hpcpull import payload as pl
 from hpcpull.errors import JobRejected
-from hpcpull.payload import parse_arguments, parse_environment, payload_for, split_env_v1, split_v1, split_v2
+from hpcpull.script import payload as pl
+from hpcpull.script.payload import parse_arguments, parse_environment, payload_for, split_env_v1, split_v1, split_v2
 
 SEPARATORS = [" ", "\t", "\n", "\r"]
 

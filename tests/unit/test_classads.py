@@ -3,7 +3,7 @@
 import classad2
 import pytest
 
-from hpcpull.classads import (
+from hpcpull.router.classads import (
     MalformedInput,
     format_attributes,
     parse_finalize_input,

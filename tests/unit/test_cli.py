@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from hpcpull.cli import main
-from hpcpull.routersim import write_gateway_config
+from hpcpull.admin.cli import main
+from hpcpull.testing.router_sim import write_gateway_config
 from tests.conftest import FIXTURES, REPO, ROUTE_BODY
 
 
@@ -18,13 +18,13 @@ def test_render_prints_the_routes_script_for_a_job_ad(tmp_path):
     ad = tmp_path / "job.ad"
     ad.write_text((FIXTURES / "router-stdin" / "translate.stdin").read_text().split("------\n", 1)[1])
     env = dict(os.environ, CONDOR_CONFIG=str(config), PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-m", "hpcpull.cli", "render", str(ad), "Gpu"], env=env,
+    out = subprocess.run([sys.executable, "-m", "hpcpull.admin.cli", "render", str(ad), "Gpu"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "#SBATCH --partition=gpu" in out.stdout
     assert "#SBATCH --chdir=/scratch/x/alice/78/0" in out.stdout
     assert not (tmp_path / "scratch").exists()
-    bad = subprocess.run([sys.executable, "-m", "hpcpull.cli", "render", str(ad), "Nope"], env=env,
+    bad = subprocess.run([sys.executable, "-m", "hpcpull.admin.cli", "render", str(ad), "Nope"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and bad.stderr.strip() == (
         "hpcpull render: unknown route 'Nope': no JOB_ROUTER_ROUTE_Nope in the configuration")
@@ -98,7 +98,7 @@ def test_route_info_through_the_real_entry_point(use_config, tmp_path):
     ad.write_text(TWO_JOBS.read_text().split("\n\n")[0]
                   + '\nManaged = "External"\nManagedManager = "jobrouter"\n')
     env = dict(os.environ, CONDOR_CONFIG=str(config), PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-m", "hpcpull.cli", "route-info", str(ad)], env=env,
+    out = subprocess.run([sys.executable, "-m", "hpcpull.admin.cli", "route-info", str(ad)], env=env,
                          capture_output=True, text=True, timeout=60)
     assert (out.returncode, out.stderr) == (1, "")
     assert ('  - router: Managed is "External": the job is already managed externally '

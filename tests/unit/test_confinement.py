@@ -18,10 +18,10 @@ from typing import Any
 import classad2
 import pytest
 
-from hpcpull.credentials import refresh_credentials, stage_credentials
 from hpcpull.errors import JobRejected, SandboxError
-from hpcpull.jobdir import CONTROL_DIR, STDERR, STDOUT
-from hpcpull.sandbox import transfer_input_sandbox, transfer_output_sandbox
+from hpcpull.staging.credentials import refresh_credentials, stage_credentials
+from hpcpull.staging.sandbox import transfer_input_sandbox, transfer_output_sandbox
+from hpcpull.state.jobdir import CONTROL_DIR, STDERR, STDOUT
 
 SECRET = "not the job's: a file of the gateway account\n"
 OUTSIDE_ERROR = "outside the job's spooled Iwd"
@@ -260,7 +260,7 @@ def test_credential_in_a_spooled_iwd_is_staged(iwd: Path, tmp_path: Path) -> Non
 
 
 def test_credential_confinement_can_be_asked_for_explicitly(iwd: Path, tmp_path: Path, outside: Path) -> None:
-    # A job whose Iwd is in SPOOL is spooled even without SUBMIT_Iwd (hpcpull.spool.is_spooled).
+    # A job whose Iwd is in SPOOL is spooled even without SUBMIT_Iwd (hpcpull.staging.spool.is_spooled).
     ad = spooled_ad(iwd, x509userproxy=str(outside / "secret.txt"))
     del ad["SUBMIT_Iwd"]
     with pytest.raises(JobRejected, match=OUTSIDE_ERROR):
@@ -270,7 +270,7 @@ def test_credential_confinement_can_be_asked_for_explicitly(iwd: Path, tmp_path:
 def test_credential_of_a_job_whose_iwd_is_in_spool_is_confined(
     tmp_path: Path, outside: Path, condor_config: Any
 ) -> None:
-    # As hpcpull.spool.is_spooled: an Iwd under the gateway's SPOOL is spooled even without SUBMIT_Iwd.
+    # As hpcpull.staging.spool.is_spooled: an Iwd under the gateway's SPOOL is spooled even without SUBMIT_Iwd.
     condor_config({}, {})
     iwd = tmp_path / "gw" / "spool" / "7" / "0" / "cluster7.proc0.subproc0"
     iwd.mkdir(parents=True)

@@ -1,7 +1,7 @@
 """hpcpull doctor: each way a gateway can be broken is found and named, with a fix.
 
 Every test writes a real gateway configuration (hpcpull's 50-hpcpull.conf plus routes and
-knobs), read by htcondor2 as the hooks read it, and runs ``hpcpull.doctor.main``.  The
+knobs), read by htcondor2 as the hooks read it, and runs ``hpcpull.admin.doctor.main``.  The
 hooks are real copies of the checkout's hooks/ with the ``#!`` line pip writes on
 install.  No batch system runs here: the batch-system checks fail and are not asserted
 (tests/integration/test_doctor.py runs them against the private Slurm).
@@ -22,8 +22,8 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from hpcpull import doctor
-from hpcpull.status_cache import Snapshot
+from hpcpull.admin import doctor
+from hpcpull.state.status_cache import Snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 CURRENT_USER = pwd.getpwuid(os.geteuid()).pw_name
@@ -445,7 +445,7 @@ def test_a_log_directory_without_mode_1777_is_a_warning(gw, capsys) -> None:
 # --------------------------------------------------------------------------------- CLI
 def test_python_dash_m_prints_json(gw) -> None:
     env = dict(os.environ, CONDOR_CONFIG=str(gw.config), PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "hpcpull.doctor", "--json", "--route", "Slurm", "--as-user",
+    proc = subprocess.run([sys.executable, "-m", "hpcpull.admin.doctor", "--json", "--route", "Slurm", "--as-user",
                            CURRENT_USER], env=env,
                           capture_output=True, text=True, timeout=120, cwd=gw.tmp)
     report = json.loads(proc.stdout)

@@ -1,4 +1,4 @@
-"""hpcpull.eventlog: one parseable line per decision, per-user files, HTCondor-style rotation."""
+"""hpcpull.state.eventlog: one parseable line per decision, per-user files, HTCondor-style rotation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import multiprocessing
 import shlex
 from pathlib import Path
 
-from hpcpull.eventlog import format_line, log_file, write_event
+from hpcpull.state.eventlog import format_line, log_file, write_event
 
 
 def fields(line: str) -> dict[str, str]:

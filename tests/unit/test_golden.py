@@ -23,8 +23,8 @@ import classad2
 import pytest
 
 from hpcpull.config import SUPPORTED_LRMS, RouteSettings
-from hpcpull.launch import parse_launcher
-from hpcpull.render import render_batch_script
+from hpcpull.script.launchers import parse_launcher
+from hpcpull.script.render import render_batch_script
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 CASES_DIR = GOLDEN / "cases"

@@ -2,7 +2,7 @@
 
 A job chooses its queue (``BatchQueue``/``queue``), account (``BatchProject``) and GPU type
 (``HpcPullGPUType``); each lands on a directive line where the batch systems read ``:``,
-``+``, ``,``, ``@`` and others as separators (hpcpull/resources.py, "Names the job
+``+``, ``,``, ``@`` and others as separators (hpcpull/script/resources.py, "Names the job
 chooses").  A job whose name is not a plain name is refused with a reason, which the
 TRANSLATE hook turns into the job's hold reason (HoldReasonSubCode 15), like every other
 refusal of resources.py.
@@ -18,8 +18,8 @@ import pytest
 from hpcpull.config import SUPPORTED_LRMS, RouteSettings
 from hpcpull.errors import JobRejected
 from hpcpull.holds import HOLD_SUBCODE_UNSAFE_VALUE
-from hpcpull.render import render_batch_script
-from hpcpull.resources import NAME_MAX_LENGTH, QUEUE_MAX_LENGTH, ResourceRequest, resource_request
+from hpcpull.script.render import render_batch_script
+from hpcpull.script.resources import NAME_MAX_LENGTH, QUEUE_MAX_LENGTH, ResourceRequest, resource_request
 from tests.unit.test_render import JOB_DIR, simple_ad
 
 RouteFactory = Callable[..., RouteSettings]

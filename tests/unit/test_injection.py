@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 
 from hpcpull.config import SUPPORTED_LRMS, RouteSettings
 from hpcpull.errors import JobRejected
-from hpcpull.launch import parse_launcher
-from hpcpull.payload import join_v2
-from hpcpull.render import render_batch_script
+from hpcpull.script.launchers import parse_launcher
+from hpcpull.script.payload import join_v2
+from hpcpull.script.render import render_batch_script
 from tests.unit.test_render import JOB_DIR, exec_words, simple_ad
 
 EXAMPLES = int(os.environ.get("HPCPULL_INJECTION_EXAMPLES", "1000"))

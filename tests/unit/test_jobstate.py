@@ -2,7 +2,7 @@
 
 import classad2
 
-from hpcpull.jobstate import ExitRecord, Hold, Observation, Phase, transition
+from hpcpull.router.jobstate import ExitRecord, Hold, Observation, Phase, transition
 
 
 def copy_ad(**attrs):

@@ -1,4 +1,4 @@
-"""hpcpull.launch and its use in rendering: srun, mpiexec and container launchers."""
+"""hpcpull.script.launchers and its use in rendering: srun, mpiexec and container launchers."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from hpcpull.config import RouteSettings
 from hpcpull.errors import ConfigError, JobRejected
-from hpcpull.launch import LaunchStep, check_launcher, launch_command, parse_launcher
-from hpcpull.render import render_batch_script
+from hpcpull.script.launchers import LaunchStep, check_launcher, launch_command, parse_launcher
+from hpcpull.script.render import render_batch_script
 
 JOB_DIR = Path("/scratch/hpcpull/alice/1/0")
 RouteFactory = Callable[..., RouteSettings]

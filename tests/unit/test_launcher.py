@@ -1,4 +1,4 @@
-"""hpcpull/launcher.py, run as on a compute node: a standalone script in a subprocess."""
+"""hpcpull/node/launcher.py, run as on a compute node: a standalone script in a subprocess."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from typing import Any, Optional
 
 import pytest
 
-import hpcpull.launcher
+import hpcpull.node.launcher
 
-LAUNCHER = Path(hpcpull.launcher.__file__)
+LAUNCHER = Path(hpcpull.node.launcher.__file__)
 STATUS_KEYS = {"exit_code", "exit_signal", "start", "end", "wall_s", "user_cpu_s", "sys_cpu_s", "max_rss_kb"}
 
 

@@ -20,11 +20,11 @@ from typing import Any, Callable
 
 import pytest
 
-import hpcpull.launcher
+import hpcpull.node.launcher
 from hpcpull.config import RouteSettings
-from hpcpull.launch import launch_chain, parse_launcher
-from hpcpull.payload import join_v2
-from hpcpull.render import render_batch_script
+from hpcpull.script.launchers import launch_chain, parse_launcher
+from hpcpull.script.payload import join_v2
+from hpcpull.script.render import render_batch_script
 from tests.unit.test_render import simple_ad
 
 RouteFactory = Callable[..., RouteSettings]
@@ -108,7 +108,7 @@ class Site:
         self.events = tmp_path / "events.log"
         self.job_dir = tmp_path / "scratch" / "alice" / "7" / "0"
         (self.job_dir / ".hpcpull").mkdir(parents=True)
-        shutil.copy(hpcpull.launcher.__file__, self.job_dir / ".hpcpull" / "launcher.py")
+        shutil.copy(hpcpull.node.launcher.__file__, self.job_dir / ".hpcpull" / "launcher.py")
         executable(self.job_dir / "run.py", PAYLOAD.format(python=sys.executable))
         self.site_bin = tmp_path / "site" / "bin"
         executable(self.site_bin / "apptainer", SITE_APPTAINER.format(events=self.events, image=IMAGE))
@@ -319,5 +319,5 @@ def test_after_a_chain_the_launcher_sets_the_variables_for_the_payload_alone(sit
 def test_a_chain_without_a_payload_is_a_usage_error(chain: str, command: list[str]) -> None:
     argv = ["--chain", chain, "--stdin", "/dev/null", "--stdout", "o", "--merge-stderr",
             "--started", "s", "--status", "t", "--", *command]
-    with pytest.raises(hpcpull.launcher.UsageError):
-        hpcpull.launcher.parse_args(argv)
+    with pytest.raises(hpcpull.node.launcher.UsageError):
+        hpcpull.node.launcher.parse_args(argv)

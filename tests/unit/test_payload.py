@@ -1,4 +1,4 @@
-"""hpcpull.payload: HTCondor's argument/environment syntax and the job's streams."""
+"""hpcpull.script.payload: HTCondor's argument/environment syntax and the job's streams."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hpcpull import payload as pl
 from hpcpull.errors import JobRejected
-from hpcpull.payload import Payload, join_v2, parse_arguments, parse_environment, payload_for, split_v2
+from hpcpull.script import payload as pl
+from hpcpull.script.payload import Payload, join_v2, parse_arguments, parse_environment, payload_for, split_v2
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

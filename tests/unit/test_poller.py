@@ -1,12 +1,12 @@
-"""hpcpull.poller's pure parts: privacy detection, per-route counts, carried final states, cron output."""
+"""hpcpull.state.poller's pure parts: privacy detection, per-route counts, carried final states, cron output."""
 
 from __future__ import annotations
 
 import classad2
 
 from hpcpull.lrms.base import BatchJobStatus, BatchState
-from hpcpull.poller import SiteStatus, _carry_finished, _count, format_cron_output
-from hpcpull.status_cache import Snapshot
+from hpcpull.state.poller import SiteStatus, _carry_finished, _count, format_cron_output
+from hpcpull.state.status_cache import Snapshot
 from tests.unit.test_slurm_parsing import FakeSlurm
 
 CONFIG_PRIVATE = "Configuration data as of 2026-11-21T07:00:00\nPrivateData             = accounts,jobs\n"

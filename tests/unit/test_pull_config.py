@@ -1,7 +1,7 @@
 """Pull mode config (hpcpull pull-config and the shipped 70-/71- examples): the files load with
 the real htcondor2 config reader next to 50-hpcpull.conf, every knob has its expected value,
 and the routes' REQUIREMENTS and the undo expression are evaluated with the real classad2
-through hpcpull.routes.  The same generated files run on two real pools in
+through hpcpull.admin.route_info.  The same generated files run on two real pools in
 tests/realrouter/test_pull_mode.py."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import classad2
 import htcondor2
 import pytest
 
-from hpcpull import pullconfig
-from hpcpull.cli import main
-from hpcpull.routes import decide, load_job_ad, load_routing_table, parse_old_ad, route_matches
+from hpcpull.admin import pull_config as pullconfig
+from hpcpull.admin.cli import main
+from hpcpull.admin.route_info import decide, load_job_ad, load_routing_table, parse_old_ad, route_matches
 from tests.conftest import FIXTURES, REPO
 
 CONFIG_D = REPO / "condor_config.d"

@@ -1,4 +1,4 @@
-"""hpcpull.render: templates, quoting filters, and hostile job ads that must not inject anything."""
+"""hpcpull.script.render: templates, quoting filters, and hostile job ads that must not inject anything."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import hpcpull.launcher
+import hpcpull.node.launcher
 from hpcpull.config import RouteSettings
 from hpcpull.errors import ConfigError, JobRejected
-from hpcpull.payload import join_v2
-from hpcpull.render import (
+from hpcpull.script.payload import join_v2
+from hpcpull.script.render import (
     directive,
     packaged_template_dir,
     render_batch_script,
@@ -366,7 +366,7 @@ def test_hostile_job_ad_runs_with_exactly_its_argv(route_factory: RouteFactory, 
     in_name = "in $(touch PWNED_in)'\n#SBATCH --x.txt"
     job_dir = tmp_path / "scratch" / "alice" / "78" / "0"
     (job_dir / ".hpcpull").mkdir(parents=True)
-    shutil.copy(hpcpull.launcher.__file__, job_dir / ".hpcpull" / "launcher.py")
+    shutil.copy(hpcpull.node.launcher.__file__, job_dir / ".hpcpull" / "launcher.py")
     exe = job_dir / cmd_name
     exe.write_text(PAYLOAD.format(python=sys.executable, names=sorted(HOSTILE_ENV)))
     exe.chmod(0o755)
@@ -403,7 +403,7 @@ def test_hostile_job_ad_runs_with_exactly_its_argv(route_factory: RouteFactory, 
 def test_htcondor_variables_are_set(route_factory: RouteFactory, tmp_path: Path) -> None:
     job_dir = tmp_path / "job"
     (job_dir / ".hpcpull").mkdir(parents=True)
-    shutil.copy(hpcpull.launcher.__file__, job_dir / ".hpcpull" / "launcher.py")
+    shutil.copy(hpcpull.node.launcher.__file__, job_dir / ".hpcpull" / "launcher.py")
     names = ["_CONDOR_SCRATCH_DIR", "_CONDOR_JOB_IWD", "_CONDOR_JOB_AD", "FROM_SITE"]
     exe = job_dir / "run.sh"
     exe.write_text(PAYLOAD.format(python=sys.executable, names=names))
@@ -425,7 +425,7 @@ def test_htcondor_variables_are_set(route_factory: RouteFactory, tmp_path: Path)
 def test_launcher_interpreter_is_resolved_before_site_setup(route_factory: RouteFactory, tmp_path: Path) -> None:
     job_dir = tmp_path / "job"
     (job_dir / ".hpcpull").mkdir(parents=True)
-    shutil.copy(hpcpull.launcher.__file__, job_dir / ".hpcpull" / "launcher.py")
+    shutil.copy(hpcpull.node.launcher.__file__, job_dir / ".hpcpull" / "launcher.py")
     (job_dir / "run.sh").write_text("#!/bin/sh\necho ran\n")
     (job_dir / "run.sh").chmod(0o755)
     fake = tmp_path / "fakebin"

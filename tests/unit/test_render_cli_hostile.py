@@ -13,7 +13,7 @@ from typing import Callable
 
 import pytest
 
-from hpcpull.cli import main
+from hpcpull.admin.cli import main
 from tests.conftest import FIXTURES, REPO
 
 ROUTER_AD = (FIXTURES / "router-stdin" / "translate.stdin").read_text().split("------\n", 1)[1]
@@ -97,7 +97,8 @@ def test_route_info_reads_the_same_ads_without_a_traceback(config: Path, capsys:
 def test_through_the_real_entry_point_there_is_no_traceback(config: Path, tmp_path: Path) -> None:
     env = dict(os.environ, CONDOR_CONFIG=str(config), PYTHONPATH=str(REPO))
     for replace in ({"Owner": 'strcat("al", "ice")'}, {"ClusterId": "{1, 2}"}):
-        out = subprocess.run([sys.executable, "-m", "hpcpull.cli", "render", str(job_ad(tmp_path, **replace)), "Rc"],
+        out = subprocess.run([sys.executable, "-m", "hpcpull.admin.cli", "render",
+                              str(job_ad(tmp_path, **replace)), "Rc"],
                              env=env, capture_output=True, text=True, timeout=60)
         assert "Traceback" not in out.stderr, out.stderr
         assert out.returncode == (0 if "Owner" in replace else 1)

@@ -1,4 +1,4 @@
-"""hpcpull.resources: job ad -> ResourceRequest, with ClassAd expressions evaluated."""
+"""hpcpull.script.resources: job ad -> ResourceRequest, with ClassAd expressions evaluated."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from hpcpull.config import RouteSettings
 from hpcpull.errors import JobRejected
-from hpcpull.resources import HOLD_SUBCODE_RESOURCES, ResourceRequest, resource_request
+from hpcpull.script.resources import HOLD_SUBCODE_RESOURCES, ResourceRequest, resource_request
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

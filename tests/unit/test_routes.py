@@ -1,4 +1,4 @@
-"""hpcpull.routes: the routing table read through the real htcondor2.param, and the router's
+"""hpcpull.admin.route_info: the routing table read through the real htcondor2.param, and the router's
 candidate test evaluated with the real classad2 (htcondor-interfaces.md §2.2, §2.4)."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import re
 import classad2
 import pytest
 
-from hpcpull.classads import MalformedInput
-from hpcpull.routes import (
+from hpcpull.admin.route_info import (
     BadJobInput,
     decide,
     job_id_of,
@@ -20,6 +19,7 @@ from hpcpull.routes import (
     split_conjuncts,
     umbrella_constraint,
 )
+from hpcpull.router.classads import MalformedInput
 from tests.conftest import FIXTURES
 
 TWO_JOBS = FIXTURES / "condor_q_long" / "two-jobs.txt"

@@ -1,4 +1,4 @@
-"""hpcpull.sandbox: HTCondor file-transfer semantics on real files."""
+"""hpcpull.staging.sandbox: HTCondor file-transfer semantics on real files."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import classad2
 import pytest
 
-from hpcpull import sandbox as sb
 from hpcpull.errors import SandboxError
-from hpcpull.jobdir import CONTROL_DIR, INPUT_MANIFEST, STDERR, STDOUT
-from hpcpull.sandbox import OutputReport, transfer_input_sandbox, transfer_output_sandbox
+from hpcpull.staging import sandbox as sb
+from hpcpull.staging.sandbox import OutputReport, transfer_input_sandbox, transfer_output_sandbox
+from hpcpull.state.jobdir import CONTROL_DIR, INPUT_MANIFEST, STDERR, STDOUT
 
 
 def write(path: Path, text: str, mode: int = 0o644) -> Path:

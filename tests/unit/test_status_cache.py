@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from hpcpull.lrms.base import BatchJobStatus, BatchState, LrmsError
-from hpcpull.status_cache import StatusCache
+from hpcpull.state.status_cache import StatusCache
 
 JOB = BatchJobStatus(job_id="7", state=BatchState.RUNNING, native_state="RUNNING", start_time=100)
 

@@ -16,12 +16,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from hpcpull import statuscmd
+from hpcpull.admin import status as statuscmd
+from hpcpull.admin.status import NO_SITE_STATUS, find_job, list_text, log_files, log_owner, parse_log_line, survey
 from hpcpull.config import Config
-from hpcpull.eventlog import format_line
 from hpcpull.lrms.base import BatchJobStatus, BatchState
-from hpcpull.status_cache import Snapshot
-from hpcpull.statuscmd import NO_SITE_STATUS, find_job, list_text, log_files, log_owner, parse_log_line, survey
+from hpcpull.state.eventlog import format_line
+from hpcpull.state.status_cache import Snapshot
 
 NOW = 1_800_000_000.0
 

@@ -1,4 +1,4 @@
-"""Ending a job (hpcpull/teardown.py): one sequence, the same knobs, the job's own batch system."""
+"""Ending a job (hpcpull/router/teardown.py): one sequence, the same knobs, the job's own batch system."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Optional
 
 import pytest
 
-from hpcpull import jobdir as jd
-from hpcpull import teardown
-from hpcpull.submission import JobLock, SubmissionState, load_state, save_state, submit_once
-from hpcpull.teardown import Keep
+from hpcpull.router import teardown
+from hpcpull.router.teardown import Keep
+from hpcpull.state import jobdir as jd
+from hpcpull.state.submission import JobLock, SubmissionState, load_state, save_state, submit_once
 
 
 class Batch:

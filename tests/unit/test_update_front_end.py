@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcpull import fast_index
 from hpcpull.lrms.base import BatchJobStatus, BatchState
+from hpcpull.state import fast_index
 
 REPO = Path(__file__).resolve().parents[2]
 FULL_HOOK = """#!/bin/sh

@@ -29,7 +29,7 @@ from typing import Optional
 
 import classad2
 
-from .errors import HpcPullError
+from hpcpull.errors import HpcPullError
 
 ORIGIN_FILE = "70-hpcpull-origin.conf"
 GATEWAY_FILE = "71-hpcpull-gateway-ccb.conf"

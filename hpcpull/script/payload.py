@@ -34,10 +34,10 @@ from typing import Any, Mapping, Optional
 
 import classad2
 
-from .errors import JobRejected
+from hpcpull.errors import JobRejected
 
 # HoldReasonSubCode of the holds raised here (HoldReasonCode 0); all codes: holds.py.
-from .holds import (
+from hpcpull.holds import (
     HOLD_SUBCODE_ARGUMENTS,
     HOLD_SUBCODE_COMMAND,
     HOLD_SUBCODE_ENVIRONMENT,
@@ -284,7 +284,7 @@ def payload_for(job_ad: JobAd) -> Payload:
     """The payload of a job ad: executable, argv, environment and streams.
 
     The executable and stdin are staged into the job directory under their basenames
-    (hpcpull.sandbox does that) unless ``TransferExecutable``/``TransferIn`` is false:
+    (hpcpull.staging.sandbox does that) unless ``TransferExecutable``/``TransferIn`` is false:
     then the job's own path is used, made absolute against ``Iwd`` as HTCondor does.
     """
     cmd = _string(job_ad, "Cmd", HOLD_SUBCODE_COMMAND)

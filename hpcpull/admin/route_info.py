@@ -37,8 +37,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import classad2
 
-from .classads import ad_lines, parse_old_ad
-from .errors import HpcPullError
+from hpcpull.errors import HpcPullError
+from hpcpull.router.classads import ad_lines, parse_old_ad
 
 ParamLookup = Callable[[str], Any]
 
@@ -345,7 +345,7 @@ def load_routing_table(lookup: ParamLookup = _htcondor_param, extra_routes: Sequ
     ``extra_routes`` are read too even when they are not enabled, so that
     ``route-info --route X`` can say why X never takes a job.
     """
-    from .config import Config
+    from hpcpull.config import Config
 
     def get(name: str) -> Optional[str]:
         return _as_text(lookup(name))

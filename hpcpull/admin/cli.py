@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 import classad2
 
 if TYPE_CHECKING:
-    from .routes import RouteVerdict, RoutingDecision
+    from hpcpull.admin.route_info import RouteVerdict, RoutingDecision
 
 
 def _read_job_ad(path: str) -> str:
@@ -50,9 +50,9 @@ def _job_identity(ad: classad2.ClassAd) -> tuple[str, int, int]:
     hand-written ad may leave them out.  Anything else that is not a valid user name or a
     job id number raises HpcPullError with a one-line reason.
     """
-    from .errors import HpcPullError
-    from .jobdir import valid_owner
-    from .payload import ad_value
+    from hpcpull.errors import HpcPullError
+    from hpcpull.script.payload import ad_value
+    from hpcpull.state.jobdir import valid_owner
 
     owner = ad_value(ad, "Owner")
     if owner is None:
@@ -77,11 +77,11 @@ def _job_identity(ad: classad2.ClassAd) -> tuple[str, int, int]:
 
 def _render(args: argparse.Namespace) -> int:
     """Print the batch script a job would get on a route, without submitting anything."""
-    from .config import Config
-    from .errors import HpcPullError
-    from .jobdir import job_dir_for
-    from .render import render_batch_script
-    from .routes import load_job_ad
+    from hpcpull.admin.route_info import load_job_ad
+    from hpcpull.config import Config
+    from hpcpull.errors import HpcPullError
+    from hpcpull.script.render import render_batch_script
+    from hpcpull.state.jobdir import job_dir_for
 
     try:
         ad = load_job_ad(_read_job_ad(args.job_ad), args.job)
@@ -113,7 +113,7 @@ def _route_line(verdict: RouteVerdict, decision: RoutingDecision) -> str:
 
 def _format_decision(decision: RoutingDecision) -> str:
     """The route-info report: one block per route, then the router's choice."""
-    from .routes import JOB_STATUS
+    from hpcpull.admin.route_info import JOB_STATUS
 
     table = decision.table
     out: list[str] = []
@@ -170,8 +170,8 @@ def _format_decision(decision: RoutingDecision) -> str:
 
 def _route_info(args: argparse.Namespace) -> int:
     """Explain where condor_job_router would send a job, and why other routes do not take it."""
-    from .errors import HpcPullError
-    from .routes import decide, load_job_ad, load_routing_table
+    from hpcpull.admin.route_info import decide, load_job_ad, load_routing_table
+    from hpcpull.errors import HpcPullError
 
     try:
         if args.route is not None and not re.match(r"^[A-Za-z0-9_]+$", args.route):
@@ -194,7 +194,7 @@ def _route_info(args: argparse.Namespace) -> int:
 def _pull_config(args: argparse.Namespace) -> int:
     """Write (or print) the origin's and the gateway's pull-mode config files, then say what
     else to do (tokens, firewall) on stderr."""
-    from .pullconfig import PullConfigError, next_steps, parse_ports, render, settings, write
+    from hpcpull.admin.pull_config import PullConfigError, next_steps, parse_ports, render, settings, write
 
     try:
         values = {key: getattr(args, key) for key in (
@@ -220,15 +220,15 @@ def _pull_config(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from hpcpull.admin.demo import run_demo
 
     return run_demo(Path(args.workdir))
 
 
 # Subcommands that live in their own module (add_arguments(parser) and run(args)).
 TOOL_COMMANDS = {
-    "status": ("hpcpull.statuscmd", "all hpcpull jobs per route and state, or one job's whole story"),
-    "doctor": ("hpcpull.doctor", "check the gateway (config, hooks, routes, templates, scratch, batch system)"),
+    "status": ("hpcpull.admin.status", "all hpcpull jobs per route and state, or one job's whole story"),
+    "doctor": ("hpcpull.admin.doctor", "check the gateway (config, hooks, routes, templates, scratch, batch system)"),
 }
 
 

@@ -29,14 +29,14 @@ from typing import Any, Optional
 
 import jinja2
 
-from . import jobdir
-from .config import RouteSettings
-from .credentials import credentials_of
-from .errors import ConfigError, JobRejected
-from .holds import HOLD_SUBCODE_INVALID_JOB, HOLD_SUBCODE_UNSAFE_VALUE
-from .launch import chain_words, launch_chain, uses_container
-from .payload import JobAd, ad_value, payload_for
-from .resources import resource_request
+from hpcpull.config import RouteSettings
+from hpcpull.errors import ConfigError, JobRejected
+from hpcpull.holds import HOLD_SUBCODE_INVALID_JOB, HOLD_SUBCODE_UNSAFE_VALUE
+from hpcpull.script.launchers import chain_words, launch_chain, uses_container
+from hpcpull.script.payload import JobAd, ad_value, payload_for
+from hpcpull.script.resources import resource_request
+from hpcpull.staging.credentials import credentials_of
+from hpcpull.state import jobdir
 
 _SAFE_WORD = re.compile(r"[A-Za-z0-9_./:,+@%-]+\Z")  # bash gives these no meaning
 _NEEDS_ANSI_C = re.compile(r"[\x00-\x1f\x7f]")
@@ -61,7 +61,7 @@ JOB_INFO_ATTRIBUTES = ("ClusterId", "ProcId", "Owner", "GlobalJobId")
 
 def packaged_template_dir() -> Path:
     """``<package>/data/templates`` when installed, else ``<repo>/templates`` in a checkout."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     installed = package / "data" / "templates"
     if installed.is_dir():
         return installed

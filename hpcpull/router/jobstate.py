@@ -14,7 +14,7 @@ from typing import Optional
 
 import classad2
 
-from .classads import Value, int_attr, number_attr
+from hpcpull.router.classads import Value, int_attr, number_attr
 
 IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
 
@@ -31,7 +31,7 @@ class Phase(Enum):
 
 @dataclass(frozen=True)
 class ExitRecord:
-    """The launcher's exit_status file (see hpcpull/launcher.py)."""
+    """The launcher's exit_status file (see hpcpull/node/launcher.py)."""
 
     exit_code: Optional[int]
     exit_signal: Optional[int]

@@ -29,15 +29,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from . import fast_index
-from .atomicfile import ensure_shared_dir, write_atomically
-from .config import Config, GatewaySettings, lrms_command_environment
-from .errors import ConfigError, HpcPullError
-from .eventlog import write_event
-from .lrms import get_batch_system
-from .lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError, one_line
-from .status_cache import Snapshot, StatusCache, service_uids
-from .submission import route_of_batch_job
+from hpcpull.config import Config, GatewaySettings, lrms_command_environment
+from hpcpull.errors import ConfigError, HpcPullError
+from hpcpull.lrms import get_batch_system
+from hpcpull.lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError, one_line
+from hpcpull.state import fast_index
+from hpcpull.state.atomicfile import ensure_shared_dir, write_atomically
+from hpcpull.state.eventlog import write_event
+from hpcpull.state.status_cache import Snapshot, StatusCache, service_uids
+from hpcpull.state.submission import route_of_batch_job
 
 SITE_STATUS = "site-status.json"
 # How long a job that left the queue stays in the snapshot with its final state (from

@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
-from .config import (
+from hpcpull.config import (
     GLOBAL_KNOBS,
     ROUTE_KNOBS,
     Config,
@@ -51,9 +51,9 @@ from .config import (
     RouteSettings,
     lrms_command_environment,
 )
-from .errors import ConfigError, HpcPullError, JobRejected
-from .lrms.base import BatchState, LrmsError, one_line
-from .status_cache import service_uids
+from hpcpull.errors import ConfigError, HpcPullError, JobRejected
+from hpcpull.lrms.base import BatchState, LrmsError, one_line
+from hpcpull.state.status_cache import service_uids
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -394,7 +394,7 @@ def sample_job_ad(owner: str, arguments: str = f"-c 'uname -n > {PROBE_FILE}'", 
 
 def template_file(route: RouteSettings) -> Optional[Path]:
     """Where the route's template comes from: the first search directory that has it."""
-    from .render import template_search_path
+    from hpcpull.script.render import template_search_path
 
     for directory in template_search_path(route):
         candidate = directory / route.template_name
@@ -754,7 +754,7 @@ class Doctor:
                 self.add(OK, "source-constraint", f"JOB_ROUTER_SOURCE_JOB_CONSTRAINT = {constraint}")
 
     def check_routes(self) -> None:
-        from .routes import DEFAULT_ROUTER_NAME, load_routing_table
+        from hpcpull.admin.route_info import DEFAULT_ROUTER_NAME, load_routing_table
 
         selected = self.selected_route_names()
         table = load_routing_table(self.lookup, extra_routes=selected)
@@ -805,8 +805,8 @@ class Doctor:
 
     # ------------------------------------------------------------------ 4. templates
     def check_templates(self) -> None:
-        from .jobdir import job_dir_for
-        from .render import render_batch_script
+        from hpcpull.script.render import render_batch_script
+        from hpcpull.state.jobdir import job_dir_for
 
         owner = _current_user() if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", _current_user()) else "nobody"
         for name, route in self.routes.items():
@@ -905,10 +905,11 @@ class Doctor:
             self.results.append(probe.result)
 
     def _submit_probe(self, route: RouteSettings) -> _Probe:
-        from . import jobdir, launcher
-        from .classads import format_ad
-        from .lrms import get_batch_system
-        from .render import render_batch_script
+        from hpcpull.lrms import get_batch_system
+        from hpcpull.node import launcher
+        from hpcpull.router.classads import format_ad
+        from hpcpull.script.render import render_batch_script
+        from hpcpull.state import jobdir
 
         assert self.gateway is not None
         token = secrets.token_hex(4)
@@ -942,7 +943,7 @@ class Doctor:
         return probe
 
     def _poll_probe(self, probe: _Probe) -> None:
-        from . import jobdir
+        from hpcpull.state import jobdir
 
         name = f"probe.{probe.route.name}"
         marker = probe.directory / PROBE_FILE
@@ -981,7 +982,7 @@ class Doctor:
                 probe.result = self._probe_failed(probe, f"ended ({status.native_state})")
 
     def _probe_failed(self, probe: _Probe, what: str) -> Check:
-        from . import jobdir
+        from hpcpull.state import jobdir
 
         batch_out = jobdir.JobDir(probe.directory).file(jobdir.BATCH_OUTPUT)
         name = f"probe.{probe.route.name}"
@@ -1019,7 +1020,7 @@ class Doctor:
 
     # ------------------------------------------------------------------ 6. batch system
     def check_lrms(self) -> None:
-        from .lrms import get_batch_system
+        from hpcpull.lrms import get_batch_system
 
         if self.gateway is None:
             return
@@ -1083,7 +1084,7 @@ class Doctor:
         self._check_site_status(directory)
 
     def _check_snapshot(self, directory: Path, lrms: str) -> None:
-        from .status_cache import Snapshot
+        from hpcpull.state.status_cache import Snapshot
 
         assert self.gateway is not None
         max_age = self.gateway.status_max_age_s

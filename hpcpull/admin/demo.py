@@ -2,7 +2,7 @@
 
 Run by scripts/demo.sh, which installs hpcpull as the README's Install section says (a
 venv of the system python3 under /opt/hpcpull, world-readable) and starts a private Slurm
-first, then ``python -m hpcpull.demo --workdir DIR --bin-dir /opt/hpcpull/bin``.
+first, then ``python -m hpcpull.admin.demo --workdir DIR --bin-dir /opt/hpcpull/bin``.
 
 Where an HTCondor can run (hpcpull.testing.personal_pool: HPCPULL_CONDOR_RELEASE, a
 ``condor_master`` on PATH, or the archive beside the checkout; as root), everything is
@@ -11,7 +11,7 @@ condor_config.d files installed as the admin guide says, the job submitted with
 ``condor_submit`` by the ordinary user ``hpcuser``, its states read with ``condor_q`` as
 they change.  The pool is stopped at the end by its master's pid, also on failure and
 Ctrl-C.  Where none can run, one line says why and the job goes through the job router
-simulation (hpcpull.routersim) instead, labelled as such.
+simulation (hpcpull.testing.router_sim) instead, labelled as such.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def run_demo(workdir: Path, timeout: float = 120.0, bin_dir: Optional[Path] = No
     if not os.environ.get("SLURM_CONF"):
         _say("hpcpull demo: SLURM_CONF is not set; run scripts/demo.sh, which starts a private Slurm")
         return 2
-    from .testing.personal_pool import unavailable_reason
+    from hpcpull.testing.personal_pool import unavailable_reason
 
     workdir = workdir.resolve()
     reason = unavailable_reason()
@@ -129,7 +129,7 @@ def _own_bin_dir() -> Optional[Path]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hpcpull.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m hpcpull.admin.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="demo-output", help="where the demo keeps its files")
     parser.add_argument("--bin-dir", help="HPCPULL_BIN_DIR: the bin/ of the hpcpull venv the hooks run from")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds the job may take")
@@ -141,7 +141,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def run_real_demo(workdir: Path, bin_dir: Path, timeout: float = 120.0) -> int:
-    from .testing.personal_pool import PersonalPool, find_release, world_readable_dir
+    from hpcpull.testing.personal_pool import PersonalPool, find_release, world_readable_dir
 
     release = find_release()
     # Everything the job owner's hooks and jobs touch must be traversable by that user:
@@ -385,11 +385,11 @@ WhenToTransferOutput = "ON_EXIT"
 
 
 def run_simulated_demo(workdir: Path, timeout: float = 120.0) -> int:
-    """The same job through hpcpull.routersim: real hooks, sbatch and Slurm, a simulated
+    """The same job through hpcpull.testing.router_sim: real hooks, sbatch and Slurm, a simulated
     job router and schedd (no condor_submit, no user log file, hooks run as this user)."""
     import classad2
 
-    from .routersim import RouterSim, hook_environment, write_gateway_config
+    from hpcpull.testing.router_sim import RouterSim, hook_environment, write_gateway_config
 
     label = "[SIMULATION] "
     submit_dir = workdir / "submit"

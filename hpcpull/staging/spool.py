@@ -12,7 +12,7 @@ from typing import Optional
 
 import classad2
 
-from .classads import string_attr
+from hpcpull.router.classads import string_attr
 
 
 def spool_dir() -> str:

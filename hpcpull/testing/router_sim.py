@@ -59,10 +59,10 @@ from typing import Optional
 
 import classad2
 
-from .atomicfile import ensure_shared_dir
-from .classads import parse_old_ad, router_print
+from hpcpull.router.classads import parse_old_ad, router_print
+from hpcpull.state.atomicfile import ensure_shared_dir
 
-HOOKS_DIR = Path(__file__).resolve().parents[1] / "hooks"
+HOOKS_DIR = Path(__file__).resolve().parents[2] / "hooks"
 
 # VanillaToGrid.cpp: attributes copied routed -> source on each status update.
 MIRRORED = (
@@ -440,7 +440,7 @@ def hook_environment(condor_config: Path, extra: Optional[dict[str, str]] = None
     """The environment the router gives hooks: its own, plus CONDOR_CONFIG (and no HOME)."""
     env = {k: v for k, v in os.environ.items() if k not in ("HOME",)}
     env["CONDOR_CONFIG"] = str(condor_config)
-    repo = str(Path(__file__).resolve().parents[1])
+    repo = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.update(extra or {})
     return env
@@ -453,12 +453,12 @@ def write_gateway_config(
 ) -> Path:
     """A complete CONDOR_CONFIG for a simulated gateway: hpcpull's shipped defaults file,
     the given routes (name -> route body) and knob overrides.  Returns the config path."""
-    from .render import packaged_template_dir  # noqa: F401 - ensures templates are importable
+    from hpcpull.script.render import packaged_template_dir  # noqa: F401 - ensures templates are importable
 
     directory.mkdir(parents=True, exist_ok=True)
-    defaults = Path(__file__).resolve().parents[1] / "condor_config.d" / "50-hpcpull.conf"
+    defaults = Path(__file__).resolve().parents[2] / "condor_config.d" / "50-hpcpull.conf"
     if not defaults.exists():
-        defaults = Path(__file__).resolve().parent / "data" / "condor_config" / "50-hpcpull.conf"
+        defaults = Path(__file__).resolve().parents[1] / "data" / "condor_config" / "50-hpcpull.conf"
     lines = [
         f"LOCAL_DIR = {directory}",
         "LOG = $(LOCAL_DIR)/log",

@@ -17,9 +17,9 @@ from typing import Any, Optional
 
 import classad2
 
-from . import holds
-from .jobdir import CONTROL_DIR
-from .jobstate import ExitRecord, Hold
+from hpcpull import holds
+from hpcpull.router.jobstate import ExitRecord, Hold
+from hpcpull.state.jobdir import CONTROL_DIR
 
 
 def _evaluated(ad: classad2.ClassAd, name: str) -> Any:

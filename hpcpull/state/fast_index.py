@@ -26,8 +26,8 @@ import stat
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
-from .atomicfile import write_atomically
-from .lrms.base import BatchJobStatus, BatchState
+from hpcpull.lrms.base import BatchJobStatus, BatchState
+from hpcpull.state.atomicfile import write_atomically
 
 VALID_UNTIL = "valid-until"
 MANIFEST = ".manifest.json"

@@ -35,7 +35,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import ConfigError
+from hpcpull.errors import ConfigError
 
 # name -> (command words before the options, whether the LRMS must be Slurm)
 LAUNCHERS: dict[str, tuple[tuple[str, ...], bool]] = {

@@ -140,7 +140,7 @@ class ScheddTestDouble:
     """TEST DOUBLE, not a schedd: records each call as a JSON line in ``path``.
 
     Selected only by the HPCPULL_SCHEDD_DOUBLE knob, which the test and demo harness
-    (hpcpull.routersim) sets; the harness applies the recorded calls to its simulated
+    (hpcpull.testing.router_sim) sets; the harness applies the recorded calls to its simulated
     queue and publishes the queue's job states in ``<path>.queue.json`` for job_status.
     A test makes the double refuse requests, as a schedd that is down or denies them
     would, by listing them in ``<path>.refuse``, one per line: ``remove``, ``edit`` or

@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from .atomicfile import write_atomically
-from .faults import crash_point
-from .jobdir import BATCH_OUTPUT, LOCK, STARTED, STATE, JobDir
-from .lrms.base import BatchSystem
+from hpcpull.faults import crash_point
+from hpcpull.lrms.base import BatchSystem
+from hpcpull.state.atomicfile import write_atomically
+from hpcpull.state.jobdir import BATCH_OUTPUT, LOCK, STARTED, STATE, JobDir
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 CONTROL_DIR = ".hpcpull"
 
 BATCH_SCRIPT = "job.sh"          # rendered batch script (what is submitted)
-LAUNCHER = "launcher.py"         # copy of hpcpull/launcher.py run on the compute node
+LAUNCHER = "launcher.py"         # copy of hpcpull/node/launcher.py run on the compute node
 JOB_AD = "job.ad"                # the job ad, for the payload's $_CONDOR_JOB_AD
 STARTED = "started"              # JSON written by the launcher when the payload starts
 EXIT_STATUS = "exit_status"      # JSON written atomically by the launcher when it ends

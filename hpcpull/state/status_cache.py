@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from .atomicfile import ensure_shared_dir, write_atomically
-from .lrms.base import BatchJobStatus, LrmsError
+from hpcpull.lrms.base import BatchJobStatus, LrmsError
+from hpcpull.state.atomicfile import ensure_shared_dir, write_atomically
 
 Refresh = Callable[[], "dict[str, BatchJobStatus]"]
 

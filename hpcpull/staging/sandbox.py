@@ -33,9 +33,9 @@ from typing import Any, Optional, Sequence
 
 import classad2
 
-from .errors import SandboxError
-from .faults import crash_point
-from .jobdir import CONTROL_DIR, INPUT_MANIFEST, STDERR, STDOUT
+from hpcpull.errors import SandboxError
+from hpcpull.faults import crash_point
+from hpcpull.state.jobdir import CONTROL_DIR, INPUT_MANIFEST, STDERR, STDOUT
 
 TRANSFER_OUTPUT_ERROR = 12  # HTCondor HoldReasonCode TransferOutputError
 TRANSFER_INPUT_ERROR = 13  # HTCondor HoldReasonCode TransferInputError

@@ -1,6 +1,6 @@
 """Replace a file atomically and durably: readers see the old content or the new, never half.
 
-(hpcpull/launcher.py has its own copy: it runs alone on compute nodes, without this package.)
+(hpcpull/node/launcher.py has its own copy: it runs alone on compute nodes, without this package.)
 """
 
 from __future__ import annotations

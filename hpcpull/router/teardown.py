@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import jobdir as jd
-from .config import RouteSettings
-from .errors import HpcPullError
-from .faults import crash_point
-from .jobstate import ExitRecord
-from .lrms.base import BatchSystem
-from .submission import JobLock, SubmissionState, load_state, recover, route_of_batch_job, save_state
+from hpcpull.config import RouteSettings
+from hpcpull.errors import HpcPullError
+from hpcpull.faults import crash_point
+from hpcpull.lrms.base import BatchSystem
+from hpcpull.router.jobstate import ExitRecord
+from hpcpull.state import jobdir as jd
+from hpcpull.state.submission import JobLock, SubmissionState, load_state, recover, route_of_batch_job, save_state
 
 # The batch system a job's state names (None: it cannot be told).
 BatchFor = Callable[[SubmissionState], Optional[BatchSystem]]

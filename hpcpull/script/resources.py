@@ -77,10 +77,10 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from .config import RouteSettings
-from .errors import JobRejected
-from .holds import HOLD_SUBCODE_RESOURCES, HOLD_SUBCODE_UNSAFE_VALUE
-from .payload import JobAd, ad_value, short_repr
+from hpcpull.config import RouteSettings
+from hpcpull.errors import JobRejected
+from hpcpull.holds import HOLD_SUBCODE_RESOURCES, HOLD_SUBCODE_UNSAFE_VALUE
+from hpcpull.script.payload import JobAd, ad_value, short_repr
 
 MAX_VALUE = 10**9
 # A plain name (module docstring, "Names the job chooses"): what a job may choose as its

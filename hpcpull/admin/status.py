@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from . import jobdir as jd
-from .eventlog import current_user
-from .jobstate import ExitRecord
-from .lrms.base import BatchJobStatus, LrmsError
-from .status_cache import Snapshot, StatusCache, trusted_uids
+from hpcpull.lrms.base import BatchJobStatus, LrmsError
+from hpcpull.router.jobstate import ExitRecord
+from hpcpull.state import jobdir as jd
+from hpcpull.state.eventlog import current_user
+from hpcpull.state.status_cache import Snapshot, StatusCache, trusted_uids
 
 PROG = "hpcpull status"
 SITE_STATUS = "site-status.json"
@@ -446,8 +446,8 @@ def _newest_snapshot(directory: Path, lrms: str) -> Optional[Snapshot]:
 
 def survey(config: Any = None, now: Optional[float] = None) -> Survey:
     """Read the configuration, the job directories, the log and the snapshots."""
-    from .config import Config
-    from .errors import ConfigError
+    from hpcpull.config import Config
+    from hpcpull.errors import ConfigError
 
     config = config or Config()
     now = time.time() if now is None else now
@@ -742,9 +742,9 @@ def _size(n: Any) -> str:
 
 def live_status(job: JobView, config: Any) -> None:
     """One job_status() call to the batch system (``--live``); an error is kept, not raised."""
-    from .config import lrms_command_environment
-    from .errors import ConfigError
-    from .lrms import get_batch_system
+    from hpcpull.config import lrms_command_environment
+    from hpcpull.errors import ConfigError
+    from hpcpull.lrms import get_batch_system
 
     if not job.batch_job_id or not job.lrms:
         return
@@ -920,8 +920,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import Config
-    from .errors import ConfigError
+    from hpcpull.config import Config
+    from hpcpull.errors import ConfigError
 
     try:
         config = Config()

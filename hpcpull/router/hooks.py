@@ -32,10 +32,14 @@ from typing import Callable, Optional
 
 import classad2
 
-from . import holds, teardown
-from . import jobdir as jd
-from .atomicfile import ensure_shared_dir, write_atomically
-from .classads import (
+from hpcpull import holds
+from hpcpull.config import Config, GatewaySettings, RouteSettings, lrms_command_environment
+from hpcpull.errors import ConfigError, HpcPullError, JobRejected
+from hpcpull.faults import crash_point
+from hpcpull.lrms import get_batch_system
+from hpcpull.lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
+from hpcpull.router import teardown
+from hpcpull.router.classads import (
     MalformedInput,
     Value,
     format_ad,
@@ -47,11 +51,7 @@ from .classads import (
     parse_translate_input,
     string_attr,
 )
-from .config import Config, GatewaySettings, RouteSettings, lrms_command_environment
-from .credentials import refresh_credentials, stage_credentials
-from .errors import ConfigError, HpcPullError, JobRejected
-from .faults import crash_point
-from .jobstate import (
+from hpcpull.router.jobstate import (
     COMPLETED,
     HELD,
     IDLE,
@@ -64,12 +64,14 @@ from .jobstate import (
     hold_set,
     transition,
 )
-from .lrms import get_batch_system
-from .lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
-from .schedd import ScheddUnreachable, gateway_schedd
-from .spool import is_spooled, spool_dir
-from .status_cache import StatusCache
-from .submission import (
+from hpcpull.router.schedd import ScheddUnreachable, gateway_schedd
+from hpcpull.router.teardown import Keep, read_exit_record
+from hpcpull.staging.credentials import refresh_credentials, stage_credentials
+from hpcpull.staging.spool import is_spooled, spool_dir
+from hpcpull.state import jobdir as jd
+from hpcpull.state.atomicfile import ensure_shared_dir, write_atomically
+from hpcpull.state.status_cache import StatusCache
+from hpcpull.state.submission import (
     JobLock,
     SubmissionState,
     load_state,
@@ -77,7 +79,6 @@ from .submission import (
     save_state,
     submit_once,
 )
-from .teardown import Keep, read_exit_record
 
 # Source bookkeeping that must not leak into a (re-)routed copy (recipe pitfall 9).
 DROP_FROM_ROUTED = {
@@ -125,7 +126,7 @@ def _note(job: Optional[jd.JobDir], hook: str, message: str) -> None:
 
 def _event(gateway: GatewaySettings, event: str, ad: classad2.ClassAd, **fields: object) -> None:
     """One line in the gateway log (eventlog.py) for the job of ``ad`` (source or routed copy)."""
-    from .eventlog import write_event
+    from hpcpull.state.eventlog import write_event
 
     routed_from = string_attr(ad, "RoutedFromJobId")
     line = {
@@ -272,9 +273,9 @@ def _refuse_while_unreachable(route: RouteSettings, gateway: GatewaySettings) ->
 
 def _prepare_job_dir(source: classad2.ClassAd, route: RouteSettings, job: jd.JobDir, spool: str) -> None:
     """Stage the input sandbox and write the control files; JobRejected for a bad job."""
-    from . import launcher
-    from .render import render_batch_script  # lazy: only TRANSLATE renders
-    from .sandbox import transfer_input_sandbox
+    from hpcpull.node import launcher
+    from hpcpull.script.render import render_batch_script  # lazy: only TRANSLATE renders
+    from hpcpull.staging.sandbox import transfer_input_sandbox
 
     owner_root = job.path.parent.parent
     try:
@@ -332,7 +333,7 @@ def translate(text: str, config: Config) -> HookResult:
         if not jd.valid_owner(owner):
             raise JobRejected(f"hpcpull: Owner {owner!r} is not a valid user name", 0, holds.HOLD_SUBCODE_INVALID_JOB)
         job = jd.job_dir_for(route.scratch_root, owner, int_attr(source, "ClusterId"), int_attr(source, "ProcId"))
-        from .resources import resource_request
+        from hpcpull.script.resources import resource_request
 
         request = resource_request(source, route)
         _finish_leftovers(job.path.parent.parent, route, config)
@@ -490,7 +491,7 @@ def _finished(job: jd.JobDir, state: SubmissionState, copy: classad2.ClassAd, ba
     """The payload exited: completed -- unless an output file it promised is missing, which
     holds the job as HTCondor does (outputs.py).  The file may still be on its way over the
     shared filesystem, so it is waited for HPCPULL_EXIT_FILE_GRACE first.  Caller holds the lock."""
-    from .outputs import hold_for_missing_outputs, missing_outputs
+    from hpcpull.staging.outputs import hold_for_missing_outputs, missing_outputs
 
     missing = missing_outputs(copy, job.path, record)
     if not missing:
@@ -617,9 +618,9 @@ def _fast_path_attributes(copy: classad2.ClassAd, state: SubmissionState, seen: 
     """What the shell front end of UPDATE (hooks/hpcpull-update) needs in the routed ad to
     answer the next polls by itself: the poller's status index, if no other user can write
     it, and when this hook must look again anyway.  Printed only when they change."""
-    from . import fast_index
-    from .credentials import credentials_of
-    from .status_cache import service_uids
+    from hpcpull.staging.credentials import credentials_of
+    from hpcpull.state import fast_index
+    from hpcpull.state.status_cache import service_uids
 
     index: Optional[str] = None
     if gateway.fast_update and state.batch_job_id and fast_index.INDEXABLE_ID.match(state.batch_job_id):
@@ -643,7 +644,7 @@ def _fast_path_attributes(copy: classad2.ClassAd, state: SubmissionState, seen: 
 
 def _throttled(route: RouteSettings, gateway: GatewaySettings, batch: BatchSystem) -> str:
     """Why a submission on ``route`` must wait now ("" if it may go ahead)."""
-    from .submission import route_of_batch_job
+    from hpcpull.state.submission import route_of_batch_job
 
     if route.max_batch_jobs is not None or route.max_batch_idle is not None:
         snap = _status_cache(batch, gateway).snapshot()  # the period's shared query, refreshed if stale
@@ -815,7 +816,7 @@ def finalize(text: str, config: Config, now: Optional[float] = None) -> HookResu
     messages = []
     job = None
     try:
-        from .sandbox import transfer_output_sandbox
+        from hpcpull.staging.sandbox import transfer_output_sandbox
 
         job = _routed_job_dir(copy)
         if job is None:
@@ -1045,7 +1046,7 @@ def _finish_abandoned_cleanup(marker: Path, job: jd.JobDir, route: RouteSettings
 
 def _leftover_finished(config: Config, source_id: str, state: SubmissionState, ended: teardown.Ended,
                        why: str) -> None:
-    from .eventlog import write_event
+    from hpcpull.state.eventlog import write_event
 
     gateway = config.gateway()
     write_event(gateway.log_path, gateway.max_log_bytes, "CLEANED", job=source_id, route=state.route,
@@ -1055,7 +1056,7 @@ def _leftover_finished(config: Config, source_id: str, state: SubmissionState, e
 def _leftover_not_finished(marker: Path, config: Config, exc: Exception) -> None:
     """One log line for a leftover that cannot be finished, the first time its problem is seen
     (the marker remembers it: every hook of the owner looks at it again)."""
-    from .eventlog import write_event
+    from hpcpull.state.eventlog import write_event
 
     problem = one_stderr_line(f"{type(exc).__name__}: {exc}" if not isinstance(exc, HpcPullError) else str(exc))
     content = _read_marker(marker)
@@ -1083,7 +1084,7 @@ def _finish_output_return(job: jd.JobDir, copy: classad2.ClassAd) -> None:
     """FINALIZE died before the whole output sandbox was back (a hook killed by a signal
     counts as done to the router, which never runs FINALIZE again: JobRouterHookMgr.cpp
     ExitClient::hookExited): return it now, from the job ad TRANSLATE saved."""
-    from .sandbox import transfer_output_sandbox
+    from hpcpull.staging.sandbox import transfer_output_sandbox
 
     try:
         source = parse_old_ad(job.file(jd.JOB_AD).read_text(encoding="utf-8"), "saved job ad")
@@ -1204,7 +1205,7 @@ def _debug_call(config: Config, name: str, stdin: bytes, stdout: str, code: int,
         return
     if "D_FULLDEBUG" not in gateway.debug:
         return
-    from .eventlog import write_event
+    from hpcpull.state.eventlog import write_event
 
     job = re.search(rb"^(?:RoutedFromJobId|GlobalJobId) = \"([^\"\n]{0,200})\"$", stdin, re.M)
     write_event(gateway.log_path, gateway.max_log_bytes, "CALL", hook=name,

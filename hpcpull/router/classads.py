@@ -13,7 +13,7 @@ from typing import Any, Mapping, Union
 
 import classad2
 
-from .errors import HpcPullError
+from hpcpull.errors import HpcPullError
 
 ROUTER_SEPARATOR = "\n------\n"
 _OLD = classad2.ParserType.Old
