@@ -1,7 +1,8 @@
 #!/bin/bash
 # Noninteractive install of Debian's Grid Engine (master + exec + client) on this host, as
 # root. Idempotent: does nothing when the three packages are already installed.
-# debconf preseed from shared/reference/batch-systems.md §5.
+# The debconf answers below preseed the packages' questions (cell name, master host,
+# whether to configure automatically), so apt-get runs without a prompt.
 # NOTE: gridengine-client Conflicts with slurm-wlm-torque (both ship qsub/qstat/qdel), so
 # installing this REMOVES an installed slurm-wlm-torque; hpcpull's Torque tests do not
 # install that package but unpack it elsewhere, so they are unaffected.

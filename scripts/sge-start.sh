@@ -1,7 +1,8 @@
 #!/bin/bash
 # Start (and on first run configure) Debian's Grid Engine cell "default" on this host, as
 # root, without systemd.  Idempotent: every configuration step checks first.
-# Based on shared/reference/batch-systems.md §5, plus what hpcpull's tests need:
+# Debian's packaged cell setup (gridengine-master's postinst, then qconf as in qconf(1)),
+# plus what hpcpull's tests need:
 #   * global config min_uid/min_gid 0: the tests run as root, whose jobs the default
 #     (min_uid 1000) refuses; login_shells none (jobs do not read root's profile);
 #   * scheduling every second, accounting flushed every second (defaults: 15 s);
