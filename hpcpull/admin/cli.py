@@ -170,7 +170,8 @@ def _format_decision(decision: RoutingDecision) -> str:
 
 def _route_info(args: argparse.Namespace) -> int:
     """Explain where condor_job_router would send a job, and why other routes do not take it."""
-    from hpcpull.admin.route_info import decide, load_job_ad, load_routing_table
+    from hpcpull.admin.route_info import decide, load_job_ad
+    from hpcpull.admin.routing_table import load_routing_table
     from hpcpull.errors import HpcPullError
 
     try:

@@ -754,7 +754,7 @@ class Doctor:
                 self.add(OK, "source-constraint", f"JOB_ROUTER_SOURCE_JOB_CONSTRAINT = {constraint}")
 
     def check_routes(self) -> None:
-        from hpcpull.admin.route_info import DEFAULT_ROUTER_NAME, load_routing_table
+        from hpcpull.admin.routing_table import DEFAULT_ROUTER_NAME, load_routing_table
 
         selected = self.selected_route_names()
         table = load_routing_table(self.lookup, extra_routes=selected)

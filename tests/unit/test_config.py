@@ -155,7 +155,8 @@ def test_unknown_route_is_a_config_error():
 def test_example_routes_send_each_kind_of_job_where_its_comment_says(tmp_path, attrs, route):
     import classad2
 
-    from hpcpull.admin.route_info import decide, load_routing_table
+    from hpcpull.admin.route_info import decide
+    from hpcpull.admin.routing_table import load_routing_table
 
     routes = tmp_path / "60-routes.conf"
     routes.write_text((CONFIG_D / "60-hpcpull-routes.conf.example").read_text())
@@ -181,7 +182,7 @@ def test_example_routes_back_off_from_black_holes():
     """The router throttles a route whose jobs keep failing fast (JobFailureTest)."""
     import classad2
 
-    from hpcpull.admin.route_info import parse_route
+    from hpcpull.admin.routing_table import parse_route
 
     text = (CONFIG_D / "60-hpcpull-routes.conf.example").read_text()
     body = text.split("JOB_ROUTER_ROUTE_Short @=jrt\n", 1)[1].split("@jrt", 1)[0]

@@ -19,7 +19,8 @@ import pytest
 
 from hpcpull.admin import pull_config as pullconfig
 from hpcpull.admin.cli import main
-from hpcpull.admin.route_info import decide, load_job_ad, load_routing_table, parse_old_ad, route_matches
+from hpcpull.admin.route_info import decide, load_job_ad, parse_old_ad, route_matches
+from hpcpull.admin.routing_table import load_routing_table
 from tests.conftest import FIXTURES, REPO
 
 CONFIG_D = REPO / "condor_config.d"

@@ -13,12 +13,12 @@ from hpcpull.admin.route_info import (
     decide,
     job_id_of,
     load_job_ad,
-    load_routing_table,
     parse_job_ads,
     select_job,
     split_conjuncts,
     umbrella_constraint,
 )
+from hpcpull.admin.routing_table import load_routing_table
 from hpcpull.router.classads import MalformedInput
 from tests.conftest import FIXTURES
 
