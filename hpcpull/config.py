@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional
 
 from hpcpull.errors import ConfigError
+from hpcpull.lrms import BATCH_SYSTEMS
 from hpcpull.script.launchers import LaunchStep, check_launcher, parse_launcher
 
 # Knobs a route may override, with their defaults (strings, as in a config file).
@@ -72,7 +73,8 @@ GLOBAL_KNOBS: dict[str, str] = {
     "FAST_UPDATE": "true",
 }
 
-SUPPORTED_LRMS = ("slurm", "pbs", "pbspro", "sge", "lsf")
+# The batch systems a route may name: the registry's (importing it imports no adapter).
+SUPPORTED_LRMS: tuple[str, ...] = tuple(BATCH_SYSTEMS)
 
 # Admin-written paths end up in batch directives (#SBATCH --chdir=...): keep them plain.
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./+-]*$")

@@ -1,8 +1,14 @@
-"""What every batch system (LRMS) adapter offers: submit, status, cancel, hold, release.
+"""What every batch system (LRMS) adapter offers: submit, status, cancel; and what it knows.
 
-One module per batch system (as Parsl's providers do); each subclasses :class:`BatchSystem`
-and runs the system's own client commands through :meth:`BatchSystem._run`, which bounds
-every call by a timeout: a client talking to a dead controller may hang for a long time.
+One module per batch system (as Parsl's providers do); each subclasses :class:`BatchSystem`.
+As in PSI/J, an adapter builds each command and parses its output with pure functions
+(no subprocess: ``submit_command``, ``parse_submit_output``, ``status_command``,
+``parse_status_output``, ``cancel_command``...), and :class:`BatchSystem` runs them through
+:meth:`BatchSystem._run`, which bounds every call by a timeout: a client talking to a dead
+controller may hang for a long time.  Facts about the system that the rest of hpcpull needs
+(the commands ``hpcpull doctor`` looks for, the variables that locate the cluster, how a
+template writes a walltime...) are class attributes, readable without an instance
+(``hpcpull.lrms.batch_system_class``).
 
 Errors are :class:`LrmsError`, which keeps the command, its output and its exit status,
 and says whether retrying later may help (``transient``).
@@ -10,6 +16,7 @@ and says whether retrying later may help (``transient``).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -17,9 +24,11 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar, Union
 
 from hpcpull.errors import HpcPullError
+
+T = TypeVar("T")
 
 
 class BatchState(str, Enum):
@@ -228,6 +237,13 @@ def _as_text(data: Union[str, bytes, None]) -> str:
     return data
 
 
+def hms(seconds: Any) -> str:
+    """Seconds as ``HH:MM:SS``, rounded up to whole seconds (hours may exceed 24)."""
+    total = max(1, math.ceil(float(seconds)))
+    hours, rest = divmod(total, 3600)
+    return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
 class BatchSystem(ABC):
     """A batch system reached through its client commands, run with ``env``.
 
@@ -236,6 +252,32 @@ class BatchSystem(ABC):
     """
 
     name: str = ""
+
+    # --- facts about the batch system (class attributes: read without an instance) -----
+
+    #: The client commands the adapter runs; ``hpcpull doctor`` checks they are on the
+    #: PATH of the batch commands.
+    commands: tuple[str, ...] = ()
+    #: The environment variables that tell the clients which cluster to talk to
+    #: (e.g. SLURM_CONF), shown in messages about a failing command.
+    environment_names: tuple[str, ...] = ()
+    #: What an admin runs to look at one job, ``{id}`` standing for its batch job id
+    #: (e.g. "scontrol show job {id}; sacct -j {id}").
+    inspect_commands: str = ""
+    #: The system's own launcher of job steps inside an allocation (Slurm's srun), "" when
+    #: it has none; a route's ``HPCPULL_LAUNCHER`` may only name this one of the step
+    #: launchers that hpcpull.script.launchers knows.
+    step_launcher: str = ""
+    #: The longest queue (partition) name the system accepts from a job; hpcpull's own
+    #: cap for any name a job chooses is 64 (hpcpull.script.resources, NAME_MAX_LENGTH).
+    queue_name_max: int = 64
+    #: The submit command reads the script on standard input (``bsub < script``), not as
+    #: an argument.
+    submit_reads_stdin: bool = False
+    #: The submit command runs in the job's working directory (PBS records qsub's
+    #: directory as PBS_O_WORKDIR, qsub(1B)).
+    submit_in_workdir: bool = False
+
     # Case-insensitive substrings of a failed command's output that mean "try again later".
     transient_markers: tuple[str, ...] = ()
     # What a job id and a job name look like on this system; checked before any command
@@ -249,9 +291,55 @@ class BatchSystem(ABC):
         self.timeout = float(timeout)
         self._accounting: Optional[bool] = None
 
-    # --- the interface -------------------------------------------------------------
+    @staticmethod
+    def format_walltime(seconds: float) -> str:
+        """A wall-time limit of ``seconds`` as the job script's directive takes it.
+
+        Templates write it with the ``walltime`` filter (hpcpull.script.render).  This
+        default is ``HH:MM:SS`` (hours may exceed 24), rounded up to whole seconds.
+        """
+        return hms(seconds)
+
+    # --- pure functions: build a command, read its output (nothing is run) ----------
 
     @abstractmethod
+    def submit_command(self, script: Path, job_name: str, workdir: Path, output: Path) -> list[str]:
+        """The argv submitting ``script`` (see :meth:`submit`); ValueError for an unusable path.
+
+        With :attr:`submit_reads_stdin` the script is not an argument: :meth:`submit`
+        feeds it on standard input.
+        """
+
+    @abstractmethod
+    def parse_submit_output(self, stdout: str) -> Optional[str]:
+        """The job id in a successful submit command's stdout, None if there is none."""
+
+    def submit_failure_detail(self, stdout: str, stderr: str) -> str:
+        """The most telling line of a failed submit command ("" for the default, its last line)."""
+        return ""
+
+    @abstractmethod
+    def status_command(self) -> list[str]:
+        """The argv of :meth:`bulk_status`'s one query."""
+
+    @abstractmethod
+    def parse_status_output(self, stdout: str) -> dict[str, BatchJobStatus]:
+        """:meth:`status_command`'s output by job id; ValueError when it cannot be read."""
+
+    def status_says_no_jobs(self, returncode: int, stdout: str, stderr: str) -> bool:
+        """Whether a status query that exited non-zero only says there are no jobs."""
+        return False
+
+    @abstractmethod
+    def cancel_command(self, job_id: str) -> list[str]:
+        """The argv cancelling ``job_id`` (already checked)."""
+
+    def cancel_says_ended(self, stdout: str, stderr: str) -> bool:
+        """Whether a failed cancel command says the job has ended or is unknown (not an error)."""
+        return False
+
+    # --- the interface -------------------------------------------------------------
+
     def submit(self, script: Path, job_name: str, workdir: Path, output: Path) -> str:
         """Submit ``script`` as ``job_name``, running in ``workdir``; return the batch job id.
 
@@ -262,14 +350,34 @@ class BatchSystem(ABC):
         If this raises a transient LrmsError the job may or may not have been submitted
         (e.g. a timeout after the controller accepted it): use :meth:`find_by_name`.
         """
+        self._check_job_name(job_name)
+        argv = self.submit_command(script, job_name, workdir, output)
+        stdin = None
+        if self.submit_reads_stdin:
+            try:
+                stdin = Path(script).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise LrmsError(f"cannot read batch script {script}: {exc}", transient=False) from None
+        proc = self._run(argv, cwd=Path(workdir) if self.submit_in_workdir else None, stdin=stdin)
+        if proc.returncode != 0:
+            raise self._failure(proc, self.submit_failure_detail(proc.stdout or "", proc.stderr or ""))
+        job_id = self.parse_submit_output(proc.stdout)
+        if job_id is None:
+            # it said yes but printed no id: the job probably exists; find_by_name will tell
+            raise LrmsError.from_completed(proc, True, f"no job id in output {proc.stdout.strip()!r}")
+        return job_id
 
-    @abstractmethod
     def bulk_status(self) -> dict[str, BatchJobStatus]:
-        """All jobs the caller can see (all users), recently finished ones included, by id.
+        """All jobs the caller can see (all users), by id; recently finished ones as far as
+        the system's one query shows them.
 
         One command, whatever the number of jobs.  A job missing here may still be known
         to :meth:`job_status` (e.g. through accounting).
         """
+        proc = self._query(self.status_command())
+        if proc.returncode != 0 and not self.status_says_no_jobs(proc.returncode, proc.stdout, proc.stderr):
+            raise self._failure(proc)
+        return self._parsed(proc, self.parse_status_output)
 
     @abstractmethod
     def job_status(self, job_id: str) -> Optional[BatchJobStatus]:
@@ -283,17 +391,24 @@ class BatchSystem(ABC):
     def find_by_name(self, job_name: str) -> list[str]:
         """Ids of the jobs with exactly this name (still known, or in accounting if it works)."""
 
-    @abstractmethod
     def cancel(self, job_id: str) -> None:
         """Cancel a job; cancelling a finished or unknown job is not an error."""
+        self._check_job_id(job_id)
+        proc = self._run(self.cancel_command(job_id))
+        if proc.returncode == 0:
+            return
+        if not self._is_transient(proc) and (
+            self.cancel_says_ended(proc.stdout, proc.stderr) or self._ended_after_all(job_id)
+        ):
+            return
+        raise self._failure(proc)
 
-    @abstractmethod
-    def hold(self, job_id: str) -> None:
-        """Keep a pending job from starting (may do nothing to a running job)."""
+    def _ended_after_all(self, job_id: str) -> bool:
+        """Whether a job whose cancel command failed (not transiently) has ended after all.
 
-    @abstractmethod
-    def release(self, job_id: str) -> None:
-        """Undo :meth:`hold`."""
+        Asked only when :meth:`cancel_says_ended` could not tell; this default says no.
+        """
+        return False
 
     def hides_other_users_jobs(self) -> bool:
         """Whether the batch system shows a user only their own jobs (Slurm PrivateData=jobs):
@@ -378,6 +493,17 @@ class BatchSystem(ABC):
             raise LrmsError(
                 f"{prog} could not be run: {exc}", command=argv, returncode=None, transient=True
             ) from None
+
+    def _query(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        """:meth:`_run` for a status query (an adapter may adjust its environment or retry)."""
+        return self._run(argv)
+
+    def _parsed(self, proc: subprocess.CompletedProcess[str], parse: Callable[[str], T]) -> T:
+        """``parse(proc.stdout)``; a ValueError (output it cannot read) becomes a non-transient LrmsError."""
+        try:
+            return parse(proc.stdout)
+        except ValueError as exc:
+            raise LrmsError.from_completed(proc, False, str(exc)) from None
 
     def _is_transient(self, proc: subprocess.CompletedProcess[str]) -> bool:
         """Whether a failed command's output says the batch system is only unreachable or busy."""

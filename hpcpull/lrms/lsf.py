@@ -1,4 +1,4 @@
-"""IBM Spectrum LSF through its client commands: bsub, bjobs, bkill, bstop, bresume.
+"""IBM Spectrum LSF through its client commands: bsub, bjobs, bkill.
 
 No LSF can be installed on the development machine, so this module is checked against
 output samples from real clusters (tests/fixtures/lsf/README.md) and against a labelled
@@ -36,13 +36,11 @@ fake LSF (tests/fakes/lsf).  Facts it relies on, with their sources:
 * EXIT_CODE of a job killed by a signal is what its shell reported, e.g. 140 (128 +
   SIGUSR2) after a run limit (real job reports).  The signal itself is not shown, so
   ``exit_signal`` stays None; hpcpull takes the payload's own status from its launcher.
-* LSF has no separate hold: ``bstop`` on a pending job makes it PSUSP (held) and on a
-  running job USUSP (SIGSTOP); ``bresume`` undoes either.  ``bsub -H`` submits PSUSP.
-  (IBM docs, "Suspending a job", bstop/bresume.)
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import datetime, timedelta
@@ -223,6 +221,36 @@ def bjobs_format(fields: Sequence[str] = BJOBS_FIELDS, delimiter: str = BJOBS_DE
     return f"{' '.join(fields)} delimiter='{delimiter}'"
 
 
+def lsf_minutes(seconds: float) -> str:
+    """Seconds as whole minutes, rounded up: bsub ``-W [hour:]minute`` (bsub, -W)."""
+    return str(max(1, -(-math.ceil(float(seconds)) // 60)))
+
+
+# --- commands (pure: built here, run by the adapter) --------------------------------------
+
+
+def bsub_command(job_name: str, workdir: Path, output: Path) -> list[str]:
+    """bsub without the script, which goes on its standard input so that its #BSUB lines are
+    read; -o and -e naming the same file join stdout and stderr there.  (LSF expands %J/%I
+    in these paths.)"""
+    return ["bsub", "-J", job_name, "-cwd", str(workdir), "-o", str(output), "-e", str(output)]
+
+
+def bjobs_command(job_id: Optional[str] = None) -> list[str]:
+    """Every user's jobs (``-u all``), finished ones too (``-a``), as BJOBS_FIELDS; or one job."""
+    if job_id is None:
+        return ["bjobs", "-u", "all", "-a", "-noheader", "-o", bjobs_format()]
+    return ["bjobs", "-a", "-noheader", "-o", bjobs_format(), job_id]
+
+
+def bjobs_name_command(job_name: str) -> list[str]:
+    return ["bjobs", "-u", "all", "-a", "-noheader", "-o", "jobid", "-J", job_name]
+
+
+def bkill_command(job_id: str) -> list[str]:
+    return ["bkill", job_id]
+
+
 def _says(proc_output: str, phrases: Iterable[str]) -> bool:
     return any(p in proc_output for p in phrases)
 
@@ -231,6 +259,11 @@ class LsfBatchSystem(BatchSystem):
     """LSF adapter.  Every command runs with ``LC_ALL=C``: English messages and month names."""
 
     name = "lsf"
+    commands = ("bsub", "bjobs", "bkill")
+    environment_names = ("LSF_ENVDIR",)
+    inspect_commands = "bjobs -l {id}; bhist -l {id}"
+    queue_name_max = 59   # QUEUE_NAME, lsb.queues(5)
+    submit_reads_stdin = True
     transient_markers = TRANSIENT_MARKERS
     job_id_pattern = _JOB_ID
     job_name_pattern = _JOB_NAME  # no '*' (a bjobs -J wildcard), no '[' (a job array)
@@ -239,35 +272,34 @@ class LsfBatchSystem(BatchSystem):
         super().__init__(env, timeout)
         self.env["LC_ALL"] = "C"
 
+    @staticmethod
+    def format_walltime(seconds: float) -> str:
+        return lsf_minutes(seconds)
 
+    def submit_command(self, script: Path, job_name: str, workdir: Path, output: Path) -> list[str]:
+        return bsub_command(job_name, workdir, output)
 
-    def submit(self, script: Path, job_name: str, workdir: Path, output: Path) -> str:
-        self._check_job_name(job_name)
-        try:
-            text = Path(script).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise LrmsError(f"cannot read batch script {script}: {exc}", transient=False) from None
-        # The script on stdin, so that its #BSUB lines are read; -o and -e naming the same
-        # file join stdout and stderr there.  (LSF expands %J/%I in these paths.)
-        proc = self._checked(
-            ["bsub", "-J", job_name, "-cwd", str(workdir), "-o", str(output), "-e", str(output)],
-            stdin=text,
-        )
-        job_id = parse_bsub_output(proc.stdout)
-        if job_id is None:
-            # bsub said yes but printed no id: the job probably exists; find_by_name will tell
-            raise LrmsError.from_completed(proc, True, f"no job id in output {proc.stdout.strip()!r}")
-        return job_id
+    def parse_submit_output(self, stdout: str) -> Optional[str]:
+        return parse_bsub_output(stdout)
 
-    def bulk_status(self) -> dict[str, BatchJobStatus]:
-        proc = self._run(["bjobs", "-u", "all", "-a", "-noheader", "-o", bjobs_format()])
-        if proc.returncode != 0 and not _says(proc.stderr, _NO_JOBS):
-            raise self._failure(proc)
-        return parse_bjobs(proc.stdout)
+    def status_command(self) -> list[str]:
+        return bjobs_command()
+
+    def parse_status_output(self, stdout: str) -> dict[str, BatchJobStatus]:
+        return parse_bjobs(stdout)
+
+    def status_says_no_jobs(self, returncode: int, stdout: str, stderr: str) -> bool:
+        return _says(stderr, _NO_JOBS)
+
+    def cancel_command(self, job_id: str) -> list[str]:
+        return bkill_command(job_id)
+
+    def cancel_says_ended(self, stdout: str, stderr: str) -> bool:
+        return _says(stderr + stdout, _GONE)
 
     def job_status(self, job_id: str) -> Optional[BatchJobStatus]:
         self._check_job_id(job_id)
-        proc = self._run(["bjobs", "-a", "-noheader", "-o", bjobs_format(), job_id])
+        proc = self._run(bjobs_command(job_id))
         status = parse_bjobs(proc.stdout).get(job_id)
         if status is not None:
             return status
@@ -280,25 +312,11 @@ class LsfBatchSystem(BatchSystem):
 
     def find_by_name(self, job_name: str) -> list[str]:
         self._check_job_name(job_name)
-        proc = self._run(["bjobs", "-u", "all", "-a", "-noheader", "-o", "jobid", "-J", job_name])
+        proc = self._run(bjobs_name_command(job_name))
         if proc.returncode != 0 and not _says(proc.stderr, _NO_JOBS):
             raise self._failure(proc)
         ids = [line.strip() for line in proc.stdout.splitlines()]
         return list(dict.fromkeys(i for i in ids if _JOB_ID.match(i)))
-
-    def cancel(self, job_id: str) -> None:
-        self._check_job_id(job_id)
-        proc = self._run(["bkill", job_id])
-        if proc.returncode != 0 and not _says(proc.stderr + proc.stdout, _GONE):
-            raise self._failure(proc)
-
-    def hold(self, job_id: str) -> None:
-        """``bstop``: a pending job becomes PSUSP; a running one is stopped (USUSP)."""
-        self._checked(["bstop", self._check_job_id(job_id)])
-
-    def release(self, job_id: str) -> None:
-        """``bresume``: PSUSP back to PEND, USUSP back to RUN."""
-        self._checked(["bresume", self._check_job_id(job_id)])
 
     def _probe_accounting(self) -> bool:
         """Not used: False, without running anything.

@@ -1,4 +1,4 @@
-"""PBS through its client commands: qsub, qstat, qdel, qhold, qrls.
+"""PBS through its client commands: qsub, qstat, qdel.
 
 Two dialects share this module:
 
@@ -403,36 +403,91 @@ def submit_error_detail(proc: subprocess.CompletedProcess[str]) -> str:
     return one_line(line)
 
 
+# ---------------------------------------------------------------------- commands ----
+# Pure: built here, run by the adapter.
+
+
+def qsub_command(script: Path, job_name: str, workdir: Path, output: Path) -> list[str]:
+    """qsub with absolute paths (``output`` relative to ``workdir``), run in ``workdir``.
+
+    ``-j oe`` joins stderr to stdout, ``-o`` names the file (qsub(1B)).  Raises ValueError for a
+    path the wrapper would paste into its shell command, or real qsub read as ``host:path``.
+    """
+    workdir = Path(os.path.abspath(workdir))
+    output_path = _check_path(output if output.is_absolute() else workdir / output, "output")
+    script_path = _check_path(Path(os.path.abspath(script)), "script")
+    return ["qsub", "-N", job_name, "-j", "oe", "-o", output_path, script_path]
+
+
+def qstat_command(job_id: Optional[str] = None, history: bool = False) -> list[str]:
+    """``qstat -f``: Torque's ``-1`` (no folded lines); or PBS Pro's ``-x`` (history), without
+    ``-1``, which PBS Pro rejects without -n/-s (its folded lines are joined by the parser)."""
+    options = ["-x"] if history else ["-1"]
+    return ["qstat", "-f", *options, *([job_id] if job_id else [])]
+
+
+def qdel_command(job_id: str) -> list[str]:
+    return ["qdel", job_id]
+
+
+def _check_path(path: Path, what: str) -> str:
+    text = str(path)
+    if not _SAFE_PATH.fullmatch(text):
+        raise ValueError(f"{what} path must match [A-Za-z0-9_./+=@,-]+ for qsub: {text!r}")
+    return text
+
+
 # ----------------------------------------------------------------------- adapter ----
 
 class PbsBatchSystem(BatchSystem):
     """Torque / OpenPBS 2.x style PBS (and the slurm-wlm-torque wrappers)."""
 
     name = "pbs"
+    commands = ("qsub", "qstat", "qdel")
+    environment_names = ("PBS_SERVER",)
+    inspect_commands = "qstat -f {id}; tracejob {id}"
+    queue_name_max = 15   # PBS_MAXQUEUENAME, src/include/pbs_ifl.h (Torque and OpenPBS)
+    submit_in_workdir = True
     transient_markers = TRANSIENT_MARKERS
     job_id_pattern = _JOB_ID
     job_name_pattern = _JOB_NAME
     job_name_max = JOB_NAME_MAX
     dialect: PbsDialect = TORQUE
 
-    # --- validation ------------------------------------------------------------------
+    # --- pure functions ----------------------------------------------------------------
 
+    def submit_command(self, script: Path, job_name: str, workdir: Path, output: Path) -> list[str]:
+        return qsub_command(script, job_name, workdir, output)
 
+    def parse_submit_output(self, stdout: str) -> Optional[str]:
+        return parse_qsub_output(stdout)
 
-    @staticmethod
-    def _check_path(path: Path, what: str) -> str:
-        text = str(path)
-        if not _SAFE_PATH.fullmatch(text):
-            raise ValueError(f"{what} path must match [A-Za-z0-9_./+=@,-]+ for qsub: {text!r}")
-        return text
+    def submit_failure_detail(self, stdout: str, stderr: str) -> str:
+        return submit_error_detail(subprocess.CompletedProcess(["qsub"], 1, stdout, stderr))
 
-    # --- commands --------------------------------------------------------------------
+    def status_command(self) -> list[str]:
+        return self._qstat_argv()
 
     def _qstat_argv(self, job_id: Optional[str] = None) -> list[str]:
-        return ["qstat", "-f", "-1", *([job_id] if job_id else [])]
+        return qstat_command(job_id)
 
-    def _qstat(self, job_id: Optional[str] = None) -> subprocess.CompletedProcess[str]:
-        """One qstat, run with TZ=UTC (see the module docstring).
+    def parse_status_output(self, stdout: str) -> dict[str, BatchJobStatus]:
+        return parse_qstat(stdout, self.dialect)
+
+    def status_says_no_jobs(self, returncode: int, stdout: str, stderr: str) -> bool:
+        return returncode == UNKNOWN_JOB_RC and not (stdout + stderr).strip()  # the wrapper's answer
+
+    def cancel_command(self, job_id: str) -> list[str]:
+        return qdel_command(job_id)
+
+    def cancel_says_ended(self, stdout: str, stderr: str) -> bool:
+        output = f"{stdout}\n{stderr}".lower()
+        return _UNKNOWN_JOB in output or _JOB_FINISHED in output
+
+    # --- commands ----------------------------------------------------------------------
+
+    def _query(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        """A qstat runs with TZ=UTC (see the module docstring).
 
         Only qstat gets TZ=UTC: qsub (sbatch behind the wrapper) passes its environment on to
         the job, which should keep the site's time zone.  (``_run`` reads ``self.env``; it is
@@ -442,39 +497,13 @@ class PbsBatchSystem(BatchSystem):
         self.env = {k: v for k, v in saved.items() if k not in _QSTAT_ENV_DROP}
         self.env["TZ"] = "UTC"
         try:
-            return self._run(self._qstat_argv(job_id))
+            return self._run(argv)
         finally:
             self.env = saved
 
-    def submit(self, script: Path, job_name: str, workdir: Path, output: Path) -> str:
-        self._check_job_name(job_name)
-        workdir = Path(os.path.abspath(workdir))
-        output_path = self._check_path(output if output.is_absolute() else workdir / output, "output")
-        script_path = self._check_path(Path(os.path.abspath(script)), "script")
-        proc = self._run(
-            ["qsub", "-N", job_name, "-j", "oe", "-o", output_path, script_path], cwd=workdir
-        )
-        if proc.returncode != 0:
-            raise self._failure(proc, submit_error_detail(proc))
-        job_id = parse_qsub_output(proc.stdout)
-        if job_id is None:
-            # qsub said yes but printed no id: the job probably exists; find_by_name will tell
-            raise LrmsError.from_completed(proc, True, f"no job id in output {proc.stdout.strip()!r}")
-        return job_id
-
-    def _parse_bulk(self, proc: subprocess.CompletedProcess[str]) -> dict[str, BatchJobStatus]:
-        if proc.returncode == 0:
-            return parse_qstat(proc.stdout, self.dialect)
-        if proc.returncode == UNKNOWN_JOB_RC and not (proc.stdout + proc.stderr).strip():
-            return {}  # the wrapper's answer when there are no jobs at all
-        raise self._failure(proc)
-
-    def bulk_status(self) -> dict[str, BatchJobStatus]:
-        return self._parse_bulk(self._qstat())
-
     def job_status(self, job_id: str) -> Optional[BatchJobStatus]:
         self._check_job_id(job_id)
-        return self._single_status(job_id, self._qstat(job_id))
+        return self._single_status(job_id, self._query(self._qstat_argv(job_id)))
 
     def _single_status(
         self, job_id: str, proc: subprocess.CompletedProcess[str]
@@ -497,33 +526,12 @@ class PbsBatchSystem(BatchSystem):
         self._check_job_name(job_name)
         return [job_id for job_id, status in self.bulk_status().items() if status.name == job_name]
 
-    def cancel(self, job_id: str) -> None:
-        """qdel; a job that has ended or that nobody knows is fine.
-
-        qdel's answers for such jobs differ (wrapper: rc 1 and no output; Torque: "Unknown
-        Job Id" or "Request invalid for state of job"; PBS Pro: "Job has finished"), so any
-        non-transient failure is checked against :meth:`job_status` (one more qstat).
-        """
-        self._check_job_id(job_id)
-        proc = self._run(["qdel", job_id])
-        if proc.returncode == 0:
-            return
-        if self._is_transient(proc):
-            raise self._failure(proc)
-        output = f"{proc.stdout}\n{proc.stderr}".lower()
-        if _UNKNOWN_JOB in output or _JOB_FINISHED in output:
-            return
+    def _ended_after_all(self, job_id: str) -> bool:
+        """qdel's answers for a job that has ended or that nobody knows differ (wrapper: rc 1
+        and no output; Torque: "Request invalid for state of job"), so its state is asked
+        (one more qstat)."""
         status = self.job_status(job_id)
-        if status is None or status.state.is_terminal:
-            return
-        raise self._failure(proc)
-
-    def hold(self, job_id: str) -> None:
-        # "-h u" is every qhold's default; the wrapper prints perl warnings without it
-        self._checked(["qhold", "-h", "u", self._check_job_id(job_id)])
-
-    def release(self, job_id: str) -> None:
-        self._checked(["qrls", "-h", "u", self._check_job_id(job_id)])
+        return status is None or status.state.is_terminal
 
     def _probe_accounting(self) -> bool:
         """No accounting: PBS's (tracejob, server_priv/accounting) lives in the server's logs."""
@@ -534,6 +542,7 @@ class PbsProBatchSystem(PbsBatchSystem):
     """PBS Professional / OpenPBS >= 19: finished jobs come from the job history (``-x``)."""
 
     name = "pbspro"
+    inspect_commands = "qstat -fx {id}; tracejob {id}"
     dialect = PBSPRO
 
     def __init__(self, env: Mapping[str, str], timeout: float = 30.0) -> None:
@@ -541,15 +550,15 @@ class PbsProBatchSystem(PbsBatchSystem):
         self._history: Optional[bool] = None  # job_history_enable on the server; None: not yet known
 
     def _qstat_argv(self, job_id: Optional[str] = None) -> list[str]:
-        # no "-1": PBS Pro rejects it without -n/-s; its folded lines are joined by the parser
-        history = [] if self._history is False else ["-x"]
-        return ["qstat", "-f", *history, *([job_id] if job_id else [])]
+        if self._history is False:
+            return ["qstat", "-f", *([job_id] if job_id else [])]
+        return qstat_command(job_id, history=True)
 
-    def _qstat(self, job_id: Optional[str] = None) -> subprocess.CompletedProcess[str]:
-        proc = super()._qstat(job_id)
+    def _query(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        proc = super()._query(argv)
         if self._history is None and "-x" in proc.args and _NO_HISTORY in (proc.stdout + proc.stderr).lower():
             self._history = False  # the server keeps no history: -x only ever yields this error
-            proc = super()._qstat(job_id)
+            proc = super()._query([a for a in argv if a != "-x"])
         elif self._history is None and proc.returncode == 0:
             self._history = True
         return proc

@@ -1,4 +1,4 @@
-"""Grid Engine (SGE, Son of Grid Engine, Debian's gridengine 8.1.9) through qsub, qstat, qacct, qdel, qhold, qrls.
+"""Grid Engine (SGE, Son of Grid Engine, Debian's gridengine 8.1.9) through qsub, qstat, qacct, qdel, qconf.
 
 Every command runs with the caller's environment (SGE_ROOT and SGE_CELL when the cell is
 not the system default) plus ``TZ=UTC`` and ``LC_ALL=C``: qstat and qacct print times in
@@ -18,9 +18,9 @@ Facts this relies on, verified against Debian's gridengine 8.1.9:
   be shared, as it normally is.
 * qsub accepts a job with a working directory that does not exist; it then waits in the
   error state "Eqw" forever (qacct has a record with ``failed 28``).
-* ``qdel``, ``qhold`` and ``qrls`` of an unknown or finished id print
-  'denied: job "N" does not exist' (exit status 1, 3, 3); a second qdel of a job being
-  deleted prints "job N is already in deletion" with exit status 0.
+* ``qdel`` of an unknown or finished id prints 'denied: job "N" does not exist' (exit
+  status 1); a second qdel of a job being deleted prints "job N is already in deletion"
+  with exit status 0.
 * against a dead qmaster every client fails at once with "commlib error: got select error
   (Connection refused)" and "unable to send message to qmaster using port 6444 ...".
 
@@ -39,7 +39,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
-from hpcpull.lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
+from hpcpull.lrms.base import BatchJobStatus, BatchState, BatchSystem
 
 # --- job states ----------------------------------------------------------------------------
 # qstat prints a job's state as letters, one per flag, in this order (job_get_state_string()
@@ -322,8 +322,61 @@ def _dedupe(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(i for i in ids if i))
 
 
+# --- commands (pure: built here, run by the adapter) --------------------------------------
+
+
+def qsub_command(
+    script: Path, job_name: str, workdir: Path, output: Path, shell: Optional[str] = None
+) -> list[str]:
+    """``qsub -terse``, stdout and stderr joined (``-j y``) in ``output``; ``-S shell``: the
+    interpreter of the script's #! line (see :func:`shell_of`).  Raises ValueError for a path
+    qsub would misread."""
+    argv = [
+        "qsub", "-terse", "-N", job_name, "-wd", _check_path(workdir, "working directory"),
+        "-o", _check_path(output, "output"), "-j", "y",
+    ]
+    if shell:
+        argv += ["-S", shell]
+    argv.append(_path_arg(script))
+    return argv
+
+
+def qstat_error_command(job_id: str) -> list[str]:
+    """``qstat -j`` of the job (an array task's job): its "error reason"."""
+    return ["qstat", "-j", job_id.partition(".")[0]]
+
+
+def qacct_command(job_id: str) -> list[str]:
+    """The accounting records of a job ("17"), or of one array task ("17.3")."""
+    number, _, task = job_id.partition(".")
+    return ["qacct", "-j", number] + (["-t", task] if task else [])
+
+
+def qacct_name_command(job_name: str) -> list[str]:
+    """The accounting records of the jobs named ``job_name``."""
+    return ["qacct", "-j", job_name]
+
+
+def qdel_command(job_id: str) -> list[str]:
+    return ["qdel", job_id]
+
+
+QCONF_GLOBAL_COMMAND = ["qconf", "-sconf", "global"]
+
+
+def _check_path(path: Path, what: str) -> str:
+    # qsub -o takes "[[host]:]path[,...]" and expands $JOB_ID etc.: such paths would be misread
+    text = str(path)
+    if any(c in text for c in ":,$\n"):
+        raise ValueError(f"Grid Engine {what} path may not contain ':', ',', '$' or a newline: {text!r}")
+    return text
+
+
 class SgeBatchSystem(BatchSystem):
     name = "sge"
+    commands = ("qsub", "qstat", "qacct", "qdel", "qconf")
+    environment_names = ("SGE_ROOT", "SGE_CELL")
+    inspect_commands = "qstat -j {id}; qacct -j {id}"
     transient_markers = TRANSIENT_MARKERS
     job_id_pattern = _JOB_ID
     job_name_pattern = _JOB_NAME
@@ -333,49 +386,41 @@ class SgeBatchSystem(BatchSystem):
         self.env["TZ"] = "UTC"      # qstat/qacct times are the client's local time, zone not shown
         self.env["LC_ALL"] = "C"    # English messages and day names
 
+    # --- pure functions (submit_command reads the script's #! line) ----------------------
 
+    def submit_command(self, script: Path, job_name: str, workdir: Path, output: Path) -> list[str]:
+        return qsub_command(script, job_name, workdir, output, shell_of(script))
 
-    @staticmethod
-    def _check_path(path: Path, what: str) -> str:
-        # qsub -o takes "[[host]:]path[,...]" and expands $JOB_ID etc.: such paths would be misread
-        text = str(path)
-        if any(c in text for c in ":,$\n"):
-            raise ValueError(f"Grid Engine {what} path may not contain ':', ',', '$' or a newline: {text!r}")
-        return text
+    def parse_submit_output(self, stdout: str) -> Optional[str]:
+        return parse_qsub_output(stdout)
 
-    def submit(self, script: Path, job_name: str, workdir: Path, output: Path) -> str:
-        self._check_job_name(job_name)
-        argv = [
-            "qsub", "-terse", "-N", job_name, "-wd", self._check_path(workdir, "working directory"),
-            "-o", self._check_path(output, "output"), "-j", "y",
-        ]
-        shell = shell_of(script)
-        if shell:
-            argv += ["-S", shell]
-        argv.append(_path_arg(script))
-        proc = self._run(argv)
-        if proc.returncode != 0:
-            raise self._failure(proc, submit_failure_detail(proc.stderr, proc.stdout))
-        job_id = parse_qsub_output(proc.stdout)
-        if job_id is None:
-            # qsub said yes but printed no id: the job probably exists; find_by_name will tell
-            raise LrmsError.from_completed(proc, True, f"no job id in output {proc.stdout.strip()!r}")
-        return job_id
+    def submit_failure_detail(self, stdout: str, stderr: str) -> str:
+        return submit_failure_detail(stderr, stdout)
 
-    def _qstat(self, argv: tuple[str, ...]) -> dict[str, BatchJobStatus]:
-        proc = self._checked(list(argv))
-        try:
-            return parse_qstat_xml(proc.stdout)
-        except ValueError as exc:
-            raise LrmsError.from_completed(proc, False, str(exc)) from None
-
-    def bulk_status(self) -> dict[str, BatchJobStatus]:
+    def status_command(self) -> list[str]:
         """Pending, running and suspended jobs of all users (one qstat).
 
         Finished jobs are left out although qstat -s z would list the latest of them: their
         outcome (exit status, TIMEOUT) is only in accounting, which job_status() reads.
         """
-        return self._qstat(QSTAT_ACTIVE)
+        return list(QSTAT_ACTIVE)
+
+    def parse_status_output(self, stdout: str) -> dict[str, BatchJobStatus]:
+        return parse_qstat_xml(stdout)
+
+    def cancel_command(self, job_id: str) -> list[str]:
+        return qdel_command(job_id)
+
+    def cancel_says_ended(self, stdout: str, stderr: str) -> bool:
+        # 'denied: job "N" does not exist': finished, or never existed.  (Exit status 0 covers
+        # deleted, registered for deletion, and "job N is already in deletion".)
+        return _NOT_EXIST in stdout + stderr
+
+    # --- commands --------------------------------------------------------------------
+
+    def _qstat(self, argv: tuple[str, ...]) -> dict[str, BatchJobStatus]:
+        proc = self._checked(list(argv))
+        return self._parsed(proc, parse_qstat_xml)
 
     def job_status(self, job_id: str) -> Optional[BatchJobStatus]:
         self._check_job_id(job_id)
@@ -398,7 +443,7 @@ class SgeBatchSystem(BatchSystem):
 
     def _with_error_reason(self, status: BatchJobStatus) -> BatchJobStatus:
         """Add qstat -j's "error reason" (e.g. "can't chdir to ...") to a job in the error state."""
-        proc = self._run(["qstat", "-j", status.job_id.partition(".")[0]])
+        proc = self._run(qstat_error_command(status.job_id))
         why = parse_error_reason(proc.stdout) if proc.returncode == 0 else ""
         if not why:
             return status
@@ -408,9 +453,7 @@ class SgeBatchSystem(BatchSystem):
         )
 
     def _qacct_job(self, job_id: str) -> Optional[BatchJobStatus]:
-        number, _, task = job_id.partition(".")
-        argv = ["qacct", "-j", number] + (["-t", task] if task else [])
-        proc = self._run(argv)
+        proc = self._run(qacct_command(job_id))
         if proc.returncode != 0:
             if _qacct_knows_nothing(proc.stdout + proc.stderr):
                 return None
@@ -424,31 +467,16 @@ class SgeBatchSystem(BatchSystem):
         self._check_job_name(job_name)
         ids = [i for i, s in self._qstat(QSTAT_ALL).items() if s.name == job_name]
         if self.accounting_available():
-            proc = self._run(["qacct", "-j", job_name])
+            proc = self._run(qacct_name_command(job_name))
             if proc.returncode == 0:
                 ids += [r["jobnumber"].strip() for r in parse_qacct(proc.stdout) if r.get("jobname") == job_name]
             elif not _qacct_knows_nothing(proc.stdout + proc.stderr):
                 raise self._failure(proc)
         return _dedupe(i.partition(".")[0] for i in ids)  # the job, not its array tasks
 
-    def cancel(self, job_id: str) -> None:
-        self._check_job_id(job_id)
-        proc = self._run(["qdel", job_id])
-        if proc.returncode == 0:
-            return  # deleted, registered for deletion, or "job N is already in deletion"
-        if self._is_transient(proc) or _NOT_EXIST not in proc.stdout + proc.stderr:
-            raise self._failure(proc)
-        # 'denied: job "N" does not exist': finished, or never existed
-
-    def hold(self, job_id: str) -> None:
-        self._checked(["qhold", self._check_job_id(job_id)])
-
-    def release(self, job_id: str) -> None:
-        self._checked(["qrls", self._check_job_id(job_id)])
-
     def _probe_accounting(self) -> bool:
         """Whether qacct reads an accounting file, or will: qmaster writes it when the first job ends."""
-        proc = self._run(["qacct", "-j", ACCOUNTING_PROBE_NAME])
+        proc = self._run(qacct_name_command(ACCOUNTING_PROBE_NAME))
         output = proc.stdout + proc.stderr
         if proc.returncode == 0 or _QACCT_NOT_FOUND.search(output):
             return True  # the accounting file was read
@@ -457,7 +485,7 @@ class SgeBatchSystem(BatchSystem):
                 raise self._failure(proc)
             return False  # qacct refuses for another reason: not usable
         # no file (yet): is accounting on?  "reporting_params accounting=true ..."
-        proc = self._run(["qconf", "-sconf", "global"])
+        proc = self._run(list(QCONF_GLOBAL_COMMAND))
         if proc.returncode != 0:
             if self._is_transient(proc):
                 raise self._failure(proc)  # cannot tell now: ask again later

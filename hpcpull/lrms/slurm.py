@@ -8,12 +8,12 @@ epoch seconds.  Facts this relies on (Slurm 22.05):
   seconds; afterwards only accounting (``sacct``, with slurmdbd) does.
 * without slurmdbd, ``sacct`` fails with "Slurm accounting storage is disabled".
 * against a dead slurmctld every client command retries for ~9 s (``scontrol`` ~18 s).
-* ``scontrol hold`` on a running job returns 0 and only sets the Reason.
 * ``scancel`` of an unknown or finished job id returns 0 silently.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
@@ -208,12 +208,71 @@ def parse_sbatch_output(stdout: str) -> Optional[str]:
     return None
 
 
+def slurm_time(seconds: float) -> str:
+    """Seconds as ``[D-]HH:MM:SS`` (sbatch(1) ``--time``), rounded up to whole minutes: Slurm
+    counts time limits in minutes."""
+    minutes = max(1, -(-math.ceil(float(seconds)) // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}-{hours:02d}:{mins:02d}:00"
+    return f"{hours:02d}:{mins:02d}:00"
+
+
+# --- commands (pure: built here, run by the adapter) --------------------------------------
+
+
+def sbatch_command(script: Path, job_name: str, workdir: Path, output: Path) -> list[str]:
+    """``sbatch --parsable``: the command line's --job-name/--chdir/--output beat the script's
+    #SBATCH lines (sbatch(1))."""
+    return [
+        "sbatch", "--parsable", f"--job-name={job_name}", f"--chdir={workdir}", f"--output={output}",
+        _path_arg(script),
+    ]
+
+
+def squeue_command(job_name: Optional[str] = None) -> list[str]:
+    """Every user's jobs in every state (``-t all``), as SQUEUE_FORMAT; only ids for ``job_name``."""
+    if job_name is None:
+        return ["squeue", "-a", "-h", "-t", "all", "-o", SQUEUE_FORMAT]
+    return ["squeue", "-a", "-h", "-t", "all", f"--name={job_name}", "-o", "%i"]
+
+
+def scontrol_job_command(job_id: str) -> list[str]:
+    return ["scontrol", "show", "job", "-o", job_id]
+
+
+def sacct_command(job_ids: Sequence[str]) -> list[str]:
+    """The accounting records (SACCT_FIELDS) of these jobs, without their steps (``-X``)."""
+    return ["sacct", "-a", "-X", "-n", "-P", "-j", ",".join(job_ids), "-o", SACCT_FIELDS]
+
+
+def sacct_name_command(job_name: str) -> list[str]:
+    return [
+        "sacct", "-a", "-X", "-n", "-P", f"--name={job_name}", f"--starttime={ACCOUNTING_LOOKBACK}",
+        "-o", "JobID",
+    ]
+
+
+def scancel_command(job_id: str) -> list[str]:
+    return ["scancel", job_id]
+
+
+SCONTROL_CONFIG_COMMAND = ["scontrol", "show", "config"]
+# an accounting query for job 1: answers (or fails) without slurmctld
+SACCT_PROBE_COMMAND = ["sacct", "-n", "-X", "-j", "1", "-o", "JobID"]
+
+
 def _dedupe(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(i for i in ids if i))
 
 
 class SlurmBatchSystem(BatchSystem):
     name = "slurm"
+    commands = ("sbatch", "squeue", "scontrol", "scancel", "sacct")
+    environment_names = ("SLURM_CONF",)
+    inspect_commands = "scontrol show job {id}; sacct -j {id}"
+    step_launcher = "srun"
     transient_markers = TRANSIENT_MARKERS
     job_id_pattern = _JOB_ID
     job_name_pattern = _JOB_NAME
@@ -222,27 +281,33 @@ class SlurmBatchSystem(BatchSystem):
         super().__init__(env, timeout)
         self.env["SLURM_TIME_FORMAT"] = "%s"
 
+    @staticmethod
+    def format_walltime(seconds: float) -> str:
+        return slurm_time(seconds)
 
+    def submit_command(self, script: Path, job_name: str, workdir: Path, output: Path) -> list[str]:
+        return sbatch_command(script, job_name, workdir, output)
 
-    def submit(self, script: Path, job_name: str, workdir: Path, output: Path) -> str:
-        self._check_job_name(job_name)
-        proc = self._checked([
-            "sbatch", "--parsable", f"--job-name={job_name}", f"--chdir={workdir}", f"--output={output}",
-            _path_arg(script),
-        ])
-        job_id = parse_sbatch_output(proc.stdout)
-        if job_id is None:
-            # sbatch said yes but printed no id: the job probably exists; find_by_name will tell
-            raise LrmsError.from_completed(proc, True, f"no job id in output {proc.stdout.strip()!r}")
-        return job_id
+    def parse_submit_output(self, stdout: str) -> Optional[str]:
+        return parse_sbatch_output(stdout)
 
-    def bulk_status(self) -> dict[str, BatchJobStatus]:
-        proc = self._checked(["squeue", "-a", "-h", "-t", "all", "-o", SQUEUE_FORMAT])
-        return parse_squeue(proc.stdout)
+    def status_command(self) -> list[str]:
+        return squeue_command()
+
+    def parse_status_output(self, stdout: str) -> dict[str, BatchJobStatus]:
+        return parse_squeue(stdout)
+
+    def cancel_command(self, job_id: str) -> list[str]:
+        return scancel_command(job_id)
+
+    def cancel_says_ended(self, stdout: str, stderr: str) -> bool:
+        # scancel of a finished job id returns 0; of one slurmctld forgot: "Invalid job id"
+        output = stderr + stdout
+        return _INVALID_JOB_ID in output or _ALREADY_DONE in output
 
     def job_status(self, job_id: str) -> Optional[BatchJobStatus]:
         self._check_job_id(job_id)
-        proc = self._run(["scontrol", "show", "job", "-o", job_id])
+        proc = self._run(scontrol_job_command(job_id))
         if proc.returncode == 0:
             status = parse_scontrol_job(proc.stdout, job_id)
             if status is None:
@@ -253,37 +318,21 @@ class SlurmBatchSystem(BatchSystem):
         # slurmctld has forgotten the job (MinJobAge): only accounting may still know it
         if not self.accounting_available():
             return None
-        proc = self._checked(["sacct", "-a", "-X", "-n", "-P", "-j", job_id, "-o", SACCT_FIELDS])
+        proc = self._checked(sacct_command([job_id]))
         rows = parse_sacct(proc.stdout)
         return next((r for r in rows if r.job_id == job_id), None)
 
     def find_by_name(self, job_name: str) -> list[str]:
         self._check_job_name(job_name)
-        proc = self._checked(["squeue", "-a", "-h", "-t", "all", f"--name={job_name}", "-o", "%i"])
+        proc = self._checked(squeue_command(job_name))
         ids = [line.strip() for line in proc.stdout.splitlines()]
         if self.accounting_available():
-            proc = self._checked([
-                "sacct", "-a", "-X", "-n", "-P", f"--name={job_name}",
-                f"--starttime={ACCOUNTING_LOOKBACK}", "-o", "JobID",
-            ])
+            proc = self._checked(sacct_name_command(job_name))
             ids += [line.strip() for line in proc.stdout.splitlines()]
         return _dedupe(ids)
 
-    def cancel(self, job_id: str) -> None:
-        self._check_job_id(job_id)
-        proc = self._run(["scancel", job_id])
-        output = proc.stderr + proc.stdout
-        if proc.returncode != 0 and _INVALID_JOB_ID not in output and _ALREADY_DONE not in output:
-            raise self._failure(proc)
-
-    def hold(self, job_id: str) -> None:
-        self._checked(["scontrol", "hold", self._check_job_id(job_id)])
-
-    def release(self, job_id: str) -> None:
-        self._checked(["scontrol", "release", self._check_job_id(job_id)])
-
     def hides_other_users_jobs(self) -> bool:
-        proc = self._checked(["scontrol", "show", "config"])
+        proc = self._checked(list(SCONTROL_CONFIG_COMMAND))
         for line in proc.stdout.splitlines():
             key, sep, value = line.partition("=")
             if sep and key.strip() == "PrivateData":
@@ -294,11 +343,11 @@ class SlurmBatchSystem(BatchSystem):
         ids = [self._check_job_id(i) for i in job_ids]
         if not ids or not self.accounting_available():
             return {}
-        proc = self._checked(["sacct", "-a", "-X", "-n", "-P", "-j", ",".join(ids), "-o", SACCT_FIELDS])
+        proc = self._checked(sacct_command(ids))
         return {status.job_id: status for status in parse_sacct(proc.stdout) if status.job_id in ids}
 
     def _probe_accounting(self) -> bool:
-        proc = self._run(["sacct", "-n", "-X", "-j", "1", "-o", "JobID"])
+        proc = self._run(list(SACCT_PROBE_COMMAND))
         if _ACCOUNTING_DISABLED in (proc.stdout + proc.stderr).lower():
             return False
         if proc.returncode == 0:

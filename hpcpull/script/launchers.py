@@ -36,10 +36,12 @@ from dataclasses import dataclass
 from typing import Optional
 
 from hpcpull.errors import ConfigError
+from hpcpull.lrms import BATCH_SYSTEMS, batch_system_class
 
-# name -> (command words before the options, whether the LRMS must be Slurm)
+# name -> (command words before the options, whether it is a batch system's own step
+# launcher: usable only where the route's adapter names it as its ``step_launcher``)
 LAUNCHERS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "srun": (("srun",), True),              # Slurm's own step launcher; takes the allocation's tasks
+    "srun": (("srun",), True),              # Slurm's step launcher; takes the allocation's tasks
     "mpiexec": (("mpiexec",), False),       # + "-n <tasks>"
     "mpirun": (("mpirun",), False),         # + "-n <tasks>"
     "apptainer": (("apptainer", "exec"), False),    # + options + image
@@ -81,8 +83,21 @@ def parse_launcher(knob: str, raw: str) -> tuple[LaunchStep, ...]:
 def check_launcher(knob: str, steps: tuple[LaunchStep, ...], lrms: str) -> None:
     """Refuse at configuration time a chain the route's batch system cannot run."""
     for step in steps:
-        if LAUNCHERS[step.name][1] and lrms != "slurm":
-            raise ConfigError(f"{knob}: launcher {step.name} needs Slurm, but the route's batch system is {lrms}")
+        _check_step_launcher(step.name, lrms, f"{knob}: ")
+
+
+def _check_step_launcher(name: str, lrms: str, prefix: str = "") -> None:
+    """A batch system's own step launcher (srun) only runs under that batch system.
+
+    Imports the route's adapter only for a chain that names a step launcher.
+    """
+    if not LAUNCHERS[name][1] or batch_system_class(lrms).step_launcher == name:
+        return
+    owners = [n for n in BATCH_SYSTEMS if batch_system_class(n).step_launcher == name]
+    raise ConfigError(
+        f"{prefix}launcher {name} needs {' or '.join(owners) or 'a batch system that has it'}, "
+        f"but the route's batch system is {lrms}"
+    )
 
 
 def uses_container(steps: tuple[LaunchStep, ...]) -> bool:
@@ -105,9 +120,8 @@ def launch_chain(
     chain: list[LaunchWords] = []
     on_node = True
     for step in steps:
-        prefix, slurm_only = LAUNCHERS[step.name]
-        if slurm_only and lrms != "slurm":
-            raise ConfigError(f"launcher {step.name} needs Slurm, but the route's batch system is {lrms}")
+        prefix = LAUNCHERS[step.name][0]
+        _check_step_launcher(step.name, lrms)
         arguments = list(prefix[1:])
         if step.name in MPI_LAUNCHERS:
             arguments += ["-n", str(total_tasks)]

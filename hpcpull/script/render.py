@@ -22,7 +22,6 @@ The script never takes on the job's environment: it hands it to hpcpull's launch
 from __future__ import annotations
 
 import functools
-import math
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -32,6 +31,7 @@ import jinja2
 from hpcpull.config import RouteSettings
 from hpcpull.errors import ConfigError, JobRejected
 from hpcpull.holds import HOLD_SUBCODE_INVALID_JOB, HOLD_SUBCODE_UNSAFE_VALUE
+from hpcpull.lrms import batch_system_class
 from hpcpull.script.launchers import chain_words, launch_chain, uses_container
 from hpcpull.script.payload import JobAd, ad_value, payload_for
 from hpcpull.script.resources import resource_request
@@ -127,26 +127,11 @@ def envname(value: Any) -> str:
     return text
 
 
-def slurm_time(seconds: Any) -> str:
-    """Seconds as Slurm's ``[D-]HH:MM:SS``, rounded up to whole minutes (Slurm's granularity)."""
-    minutes = max(1, -(-math.ceil(float(seconds)) // 60))
-    days, rest = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days}-{hours:02d}:{mins:02d}:00"
-    return f"{hours:02d}:{mins:02d}:00"
-
-
-def hms(seconds: Any) -> str:
-    """Seconds as ``HH:MM:SS`` (hours may exceed 24), as PBS walltime and SGE h_rt take them."""
-    total = max(1, math.ceil(float(seconds)))
-    hours, rest = divmod(total, 3600)
-    return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-def lsf_minutes(seconds: Any) -> int:
-    """Seconds as whole minutes, rounded up (LSF's ``-W`` run limit)."""
-    return max(1, -(-math.ceil(float(seconds)) // 60))
+@jinja2.pass_context
+def walltime(context: jinja2.runtime.Context, seconds: Any) -> str:
+    """Jinja filter ``walltime``: seconds as the route's batch system writes a wall-time limit
+    (its adapter's ``format_walltime``, e.g. Slurm's ``[D-]HH:MM:SS``)."""
+    return batch_system_class(context["lrms"]).format_walltime(seconds)
 
 
 def is_resource_directive(line: Any) -> bool:
@@ -186,8 +171,7 @@ def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        shquote=shquote, directive=directive, envname=envname, slurm_time=slurm_time, hms=hms,
-        lsf_minutes=lsf_minutes,
+        shquote=shquote, directive=directive, envname=envname, walltime=walltime,
     )
     env.tests["resource_directive"] = is_resource_directive
     return env

@@ -80,14 +80,14 @@ from typing import Optional
 from hpcpull.config import RouteSettings
 from hpcpull.errors import JobRejected
 from hpcpull.holds import HOLD_SUBCODE_RESOURCES, HOLD_SUBCODE_UNSAFE_VALUE
+from hpcpull.lrms import batch_system_class
 from hpcpull.script.payload import JobAd, ad_value, short_repr
 
 MAX_VALUE = 10**9
 # A plain name (module docstring, "Names the job chooses"): what a job may choose as its
 # queue, account or GPU type when the route does not list the name itself.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
-NAME_MAX_LENGTH = 64
-QUEUE_MAX_LENGTH = {"pbs": 15, "pbspro": 15, "lsf": 59}  # PBS_MAXQUEUENAME; lsb.queues(5)
+NAME_MAX_LENGTH = 64  # a queue's: the adapter's queue_name_max (hpcpull.lrms)
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def _name(job_ad: JobAd, attribute: str) -> Optional[str]:
 def plain_name(value: str, attribute: str, what: str, lrms: str) -> str:
     """``value`` if it is a plain name for a ``what`` ("queue", "account", "GPU type") on
     ``lrms``, else the job is refused (the rule and its reasons: the module docstring)."""
-    limit = QUEUE_MAX_LENGTH.get(lrms, NAME_MAX_LENGTH) if what == "queue" else NAME_MAX_LENGTH
+    limit = batch_system_class(lrms).queue_name_max if what == "queue" else NAME_MAX_LENGTH
     if len(value) <= limit and _PLAIN_NAME.match(value):
         return value
     raise _reject(

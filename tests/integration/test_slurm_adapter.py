@@ -95,17 +95,17 @@ def test_cancel_running_job(batch: SlurmBatchSystem, tmp_path: Path) -> None:
     batch.cancel("99999999")  # never existed: fine
 
 
-def test_hold_and_release_pending_job(batch: SlurmBatchSystem, tmp_path: Path) -> None:
+def test_held_pending_job_is_reported(batch: SlurmBatchSystem, tmp_path: Path) -> None:
     script = write_job(tmp_path, "later", "true", "--begin=now+60")
     job_id = batch.submit(script, unique_name("hold"), tmp_path)
-    batch.hold(job_id)
+    batch._checked(["scontrol", "hold", job_id])
     held = batch.job_status(job_id)
     assert held is not None and held.state is BatchState.PENDING
     assert held.reason.startswith("JobHeld")  # JobHeldAdmin for the cluster owner, else JobHeldUser
     assert held.start_time is None  # Slurm's expected start is not reported as a start
     assert batch.bulk_status()[job_id].reason == held.reason
 
-    batch.release(job_id)
+    batch._checked(["scontrol", "release", job_id])
     released = batch.job_status(job_id)
     assert released is not None and released.state is BatchState.PENDING
     assert not released.reason.startswith("JobHeld")

@@ -251,7 +251,7 @@ transfer_output_remaps = "result.txt = results/result.txt"
     add("rm", lambda d: shell("sleep 300"))
     add("hold", lambda d: shell(f"if [ -e {d}/ran-once ]; then echo second run; exit 0; fi; "
                                 f": > {d}/ran-once; sleep 300"))
-    # slurm_time (hpcpull/script/render.py) rounds a walltime up to whole minutes: --time=1.
+    # slurm_time (hpcpull/lrms/slurm.py) rounds a walltime up to whole minutes: --time=1.
     # slurmctld checks time limits in its periodic background pass (src/slurmctld/controller.c,
     # _slurmctld_background), so the batch job ends 60-90 s after it started.
     add("walltime", lambda d: shell("sleep 300", "+BatchRuntime = 5\n"))

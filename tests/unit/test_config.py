@@ -137,7 +137,7 @@ def test_route_whose_knobs_contradict_each_other_is_refused():
     with pytest.raises(ConfigError, match="DEFAULT_WALLTIME .* is above HPCPULL_MAX_WALLTIME"):
         Config(values.get).route("R")
     values = {"JOB_ROUTER_ROUTE_R": ROUTE, "HPCPULL_LRMS": "sge", "HPCPULL_LAUNCHER": "srun"}
-    with pytest.raises(ConfigError, match="launcher srun needs Slurm"):
+    with pytest.raises(ConfigError, match="launcher srun needs slurm"):
         Config(values.get).route("R")
 
 

@@ -18,8 +18,9 @@ import pytest
 from hpcpull.config import SUPPORTED_LRMS, RouteSettings
 from hpcpull.errors import JobRejected
 from hpcpull.holds import HOLD_SUBCODE_UNSAFE_VALUE
+from hpcpull.lrms import batch_system_class
 from hpcpull.script.render import render_batch_script
-from hpcpull.script.resources import NAME_MAX_LENGTH, QUEUE_MAX_LENGTH, ResourceRequest, resource_request
+from hpcpull.script.resources import NAME_MAX_LENGTH, ResourceRequest, resource_request
 from tests.unit.test_render import JOB_DIR, simple_ad
 
 RouteFactory = Callable[..., RouteSettings]
@@ -112,7 +113,7 @@ def test_plain_names_pass_everywhere(route_factory: RouteFactory, lrms: str, val
 @pytest.mark.parametrize("lrms", SUPPORTED_LRMS)
 def test_length_caps_per_batch_system(route_factory: RouteFactory, lrms: str) -> None:
     route = route_factory(lrms=lrms)
-    queue_max = QUEUE_MAX_LENGTH.get(lrms, NAME_MAX_LENGTH)
+    queue_max = batch_system_class(lrms).queue_name_max
     assert request(route, BatchQueue="q" * queue_max).partition == "q" * queue_max
     assert f"1 to {queue_max} ASCII" in refused(route, BatchQueue="q" * (queue_max + 1)).reason
     for attribute in ("BatchProject", "HpcPullGPUType"):
@@ -122,7 +123,8 @@ def test_length_caps_per_batch_system(route_factory: RouteFactory, lrms: str) ->
 
 def test_the_caps_are_pbs_queue_names_and_lsf_queue_names() -> None:
     # PBS_MAXQUEUENAME (pbs_ifl.h, Torque and OpenPBS); QUEUE_NAME in lsb.queues(5).
-    assert QUEUE_MAX_LENGTH == {"pbs": 15, "pbspro": 15, "lsf": 59} and NAME_MAX_LENGTH == 64
+    caps = {lrms: batch_system_class(lrms).queue_name_max for lrms in SUPPORTED_LRMS}
+    assert caps == {"slurm": 64, "pbs": 15, "pbspro": 15, "sge": 64, "lsf": 59} and NAME_MAX_LENGTH == 64
 
 
 def test_non_string_names_are_refused(route_factory: RouteFactory) -> None:

@@ -52,7 +52,7 @@ def test_bad_launcher_knobs_are_config_errors(raw: str, message: str) -> None:
 
 def test_srun_only_on_slurm() -> None:
     check_launcher("K", parse_launcher("K", "srun"), "slurm")
-    with pytest.raises(ConfigError, match="launcher srun needs Slurm, but the route's batch system is pbs"):
+    with pytest.raises(ConfigError, match="launcher srun needs slurm, but the route's batch system is pbs"):
         check_launcher("K", parse_launcher("K", "srun"), "pbs")
 
 

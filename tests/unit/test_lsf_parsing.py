@@ -243,7 +243,7 @@ def test_bad_job_names_are_refused_before_running_anything(name: str) -> None:
 @pytest.mark.parametrize("job_id", ["", "-1", "1 2", "abc", "--help", "12\n", "0x1f", "12[", "all"])
 def test_bad_job_ids_are_refused(job_id: str) -> None:
     batch = FakeLsf({})
-    for call in (batch.cancel, batch.hold, batch.release, batch.job_status):
+    for call in (batch.cancel, batch.job_status):
         with pytest.raises(ValueError):
             call(job_id)
     assert batch.calls == []
@@ -335,15 +335,6 @@ def test_cancel_of_finished_or_unknown_job_is_fine() -> None:
     with pytest.raises(LrmsError) as info:
         FakeLsf({"bkill": (255, "", "Job <5>: User permission denied\n")}).cancel("5")
     assert not info.value.transient and str(info.value) == "bkill failed (rc=255): Job <5>: User permission denied"
-
-
-def test_hold_and_release_are_bstop_and_bresume() -> None:
-    batch = FakeLsf({"bstop": (0, sample("bstop-ibm.txt"), ""), "bresume": (0, "Job <3421> is being resumed\n", "")})
-    batch.hold("3421")
-    batch.release("3421")
-    assert batch.calls == [["bstop", "3421"], ["bresume", "3421"]]
-    with pytest.raises(LrmsError):
-        FakeLsf({"bstop": (255, "", BKILL_FINISHED)}).hold("5")
 
 
 def test_accounting_is_not_used() -> None:

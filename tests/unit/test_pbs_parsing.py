@@ -507,17 +507,6 @@ def test_cancel_failures_raise() -> None:
     assert info.value.transient and len(run.calls) == 1
 
 
-def test_hold_and_release_commands() -> None:
-    batch, run = torque({"qhold": (0, "", ""), "qrls": (0, "", "")})
-    batch.hold("6")
-    batch.release("6")
-    assert run.calls == [["qhold", "-h", "u", "6"], ["qrls", "-h", "u", "6"]]
-    batch, _ = torque({"qhold": (1, fixture("wrapper-qhold-unknown.txt"), "")})
-    with pytest.raises(LrmsError) as info:
-        batch.hold("999")
-    assert str(info.value) == "qhold failed (rc=1): Error on job id 999: Invalid job id specified"
-
-
 @pytest.mark.parametrize(
     "stderr, transient",
     [(TORQUE_CANNOT_CONNECT, True), (PBSPRO_CANNOT_CONNECT, True),
@@ -564,7 +553,7 @@ def test_unsafe_paths_are_refused(path: str) -> None:
 @pytest.mark.parametrize("job_id", ["", "abc", "1 2", "--help", "-1", "12\n", "12;rm", "12.", ".pbs01", "12[x]"])
 def test_bad_job_ids_are_refused(job_id: str) -> None:
     batch, run = pbspro({})
-    for call in (batch.cancel, batch.hold, batch.release, batch.job_status):
+    for call in (batch.cancel, batch.job_status):
         with pytest.raises(ValueError):
             call(job_id)
     assert run.calls == []

@@ -18,13 +18,14 @@ from hypothesis import strategies as st
 import hpcpull.node.launcher
 from hpcpull.config import RouteSettings
 from hpcpull.errors import ConfigError, JobRejected
+from hpcpull.lrms import batch_system_class
 from hpcpull.script.payload import join_v2
 from hpcpull.script.render import (
     directive,
+    jinja_environment,
     packaged_template_dir,
     render_batch_script,
     shquote,
-    slurm_time,
     template_search_path,
 )
 
@@ -225,7 +226,23 @@ def test_directive_rejects(value: str) -> None:
     ],
 )
 def test_slurm_time(seconds: float, text: str) -> None:
-    assert slurm_time(seconds) == text
+    assert batch_system_class("slurm").format_walltime(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("lrms", "seconds", "text"),
+    [
+        ("pbs", 1, "00:00:01"), ("pbspro", 90.5, "00:01:31"), ("sge", 100 * 3600 + 61, "100:01:01"),
+        ("lsf", 1, "1"), ("lsf", 60, "1"), ("lsf", 61, "2"), ("lsf", 2 * 86400, "2880"),
+    ],
+)
+def test_walltime_per_batch_system(lrms: str, seconds: float, text: str) -> None:
+    assert batch_system_class(lrms).format_walltime(seconds) == text
+
+
+def test_walltime_filter_asks_the_route_batch_system(route_factory: RouteFactory) -> None:
+    template = jinja_environment(route_factory()).from_string("{{ 3601|walltime }}")
+    assert [template.render(lrms=lrms) for lrms in ("slurm", "pbs", "lsf")] == ["01:01:00", "01:00:01", "61"]
 
 
 # --------------------------------------------------------------------------- templates

@@ -308,7 +308,7 @@ def test_invalid_ids_and_names_run_nothing(sge: SgeBatchSystem, monkeypatch: pyt
                                            tmp_path: Path) -> None:
     replay = use(sge, monkeypatch)
     for bad_id in ("", "abc", "-1", "12 13", "12;rm", "1.2.3", "31.1-3:1"):
-        for call in (sge.job_status, sge.cancel, sge.hold, sge.release):
+        for call in (sge.job_status, sge.cancel):
             with pytest.raises(ValueError):
                 call(bad_id)
     for bad_name in ("1abc", "a/b", "a:b", "a@b", "a b", "a*b", "a?b", "a\\b", "-x", "\u00e9", ""):
@@ -430,19 +430,6 @@ def test_cancel_is_idempotent(sge: SgeBatchSystem, monkeypatch: pytest.MonkeyPat
     with pytest.raises(LrmsError) as info:
         sge.cancel("1")
     assert info.value.transient is True and replay.done()
-
-
-def test_hold_and_release(sge: SgeBatchSystem, monkeypatch: pytest.MonkeyPatch) -> None:
-    replay = use(sge, monkeypatch, (("qhold", "66"), run("qhold-pending")), (("qrls", "66"), run("qrls-pending")),
-                 (("qhold", "66"), run("qhold-unknown")), (("qrls", "66"), run("qrls-unknown")))
-    sge.hold("66")
-    sge.release("66")
-    for call in (sge.hold, sge.release):
-        with pytest.raises(LrmsError) as info:
-            call("66")
-        assert info.value.returncode == 3 and info.value.transient is False
-        assert str(info.value).endswith('denied: job "66" does not exist')
-    assert replay.done()
 
 
 def test_find_by_name_merges_qstat_and_qacct(sge: SgeBatchSystem, monkeypatch: pytest.MonkeyPatch) -> None:
