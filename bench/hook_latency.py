@@ -50,10 +50,10 @@ from hpcpull.router.classads import router_print  # noqa: E402
 QUICK = ["--iterations", "15"]
 TINY = ["--iterations", "3", "--warmup", "1"]  # the smoke test's size: seconds
 TARGETS = {"update": 2.5, "translate": 4.0}
-# Modules each hook has imported by the time it reads its stdin (hooks.py imports the
+# Modules each hook has imported by the time it reads its stdin (hpcpull/router/ imports the
 # rest lazily: htcondor2 for the configuration, render/sandbox/jinja2 in TRANSLATE).
-IMPORTS = {"update": "hpcpull.router.hooks, htcondor2",
-           "translate": "hpcpull.router.hooks, htcondor2, hpcpull.script.render, hpcpull.staging.sandbox, "
+IMPORTS = {"update": "hpcpull.router.update, htcondor2",
+           "translate": "hpcpull.router.translate, htcondor2, hpcpull.script.render, hpcpull.staging.sandbox, "
                         "hpcpull.script.resources, hpcpull.node.launcher, hpcpull.state.eventlog"}
 
 

@@ -40,7 +40,7 @@ from bench.common import (  # noqa: E402
 QUICK = ["--jobs", "2"]
 TINY = ["--jobs", "1"]  # the smoke test's size: seconds
 HOOKS = ("translate", "update", "poll", "finalize", "cleanup")
-IMPORTS = ("classad2", "htcondor2", "jinja2", "hpcpull.router.hooks", "hpcpull.router.hooks, htcondor2")
+IMPORTS = ("classad2", "htcondor2", "jinja2", "hpcpull.router.translate", "hpcpull.router.translate, htcondor2")
 KIB_PER_MIB = 1024
 
 

@@ -1,8 +1,11 @@
 """What the batch system says about a job -> the attributes UPDATE_JOB_INFO prints.
 
-The sets are the ones verified on a real condor_job_router (routed-copy recipe) and
-HTCondor's gridmanager conventions (basejob.cpp): print only on a transition, judged
-from the routed copy's JobStatus on stdin, never by counting calls.
+The router copies JobStatus and a fixed list of attributes (JobStartDate,
+JobCurrentStartDate, ShadowBday, RemoteWallClockTime, ExitCode, ExitBySignal, ...) from the
+copy onto the source job after each UPDATE (src/condor_job_router/VanillaToGrid.cpp,
+update_job_status); they are set as the gridmanager sets them for a grid job
+(src/condor_gridmanager/basejob.cpp).  Print only on a transition, judged from the routed
+copy's JobStatus on stdin, never by counting calls.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """The one narrow interface through which hpcpull talks to a schedd.
 
 Hooks run as the job owner, who may act on their own jobs.  hpcpull asks the gateway
-schedd for four things only: take a routed copy back (``Managed = "ScheddDone"``, so that
-an externally managed copy never lingers: routed-copy recipe, pitfall 1), tell the state
-of the source job (to notice a ``condor_release`` of a job whose hold mirrors the copy's:
-pitfall 4), remove a routed copy (the router then gives the source job back to HTCondor:
-a released job is routed again from a clean state, an idle one may run elsewhere), and
-set an attribute of a job.
+schedd for four things only: take a routed copy back (``Managed = "ScheddDone"``: the
+schedd leaves a job whose Managed is "External" to its manager, even once it is over, and
+"ScheddDone" says the manager does not want it back -- src/condor_schedd.V6/scheduler.h,
+jobExternallyManaged, jobManagedDone), tell the state of the source job (to notice a
+``condor_release`` of a job whose hold mirrors the copy's, which the router would hold
+again: src/condor_job_router/VanillaToGrid.cpp, update_job_status), remove a routed copy
+(the router then gives the source job back to HTCondor: a released job is routed again from
+a clean state, an idle one may run elsewhere), and set an attribute of a job.
 """
 
 from __future__ import annotations

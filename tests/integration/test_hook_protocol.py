@@ -53,13 +53,14 @@ def test_other_tools_routes_pass_through_untouched(gateway):
 
 
 def test_translate_of_the_real_router_input(gateway, tmp_path):
-    """The captured TRANSLATE stdin, routed by hpcpull: the recipe's filter and additions."""
+    """The captured TRANSLATE stdin, routed by hpcpull: an earlier routing's bookkeeping dropped,
+    Managed/ManagedManager and the job directory added."""
     route_ad, source = parse_translate_input((STDIN / "translate.stdin").read_text())
     home = tmp_path / "home" / "alice" / "jobs"
     home.mkdir(parents=True)
     text = (STDIN / "translate.stdin").read_text().replace('"RcRoute"', '"Slurm"')
     text = text.replace("/home/alice/jobs", str(home))
-    # pretend a previous routing left bookkeeping behind (recipe pitfall 9)
+    # pretend a previous routing left bookkeeping behind, as on a job given back and routed again
     text = text.replace("JobStatus = 1\n", 'JobStatus = 1\nManaged = "Schedd"\nRoutedToJobId = "9.0"\n'
                         "ShadowBday = 5\nHoldReason = \"old\"\nLastJobStatus = 5\nHpcPullBatchJobId = \"77\"\n")
     call = gateway.run_hook("translate", "78.0", text)
@@ -87,7 +88,7 @@ def test_simulated_copy_matches_the_real_routers_copy(gateway, tmp_path):
     job = gateway.submit(source)
     routed = gateway.route(job, "Other")  # not an hpcpull route: TRANSLATE echoes
     ours = gateway.jobs[routed.copy_id]
-    # the real router's copy also carries the Managed/ManagedManager the recipe's TRANSLATE printed
+    # the captured copy also carries the Managed/ManagedManager its TRANSLATE printed; an echo prints none
     assert set(ours.keys()) | {"Managed", "ManagedManager"} == set(real_copy.keys())
     for same in ("Requirements", "LeaveJobInQueue", "Remote_JobUniverse", "TotalSubmitProcs", "CompletionDate"):
         assert str(ours.lookup(same)) == str(real_copy.lookup(same)), same

@@ -61,8 +61,8 @@ EXPECTED_OUTPUTS = {
 
 # Points where the hooks cannot repair the damage today, because the real router never runs
 # the killed hook again (JobRouterHookMgr.cpp: FINALIZE and CLEANUP count a death by signal
-# as success).  strict: the test fails as soon as hooks.py closes the gap, so that the mark
-# is removed then.  See the report of issue 4, item 2, for the hooks.py changes.
+# as success).  strict: the test fails as soon as the hooks (hpcpull/router/) close the gap,
+# so that the mark is removed then.
 KNOWN_GAPS: dict[str, str] = {}  # crash points nothing repairs yet (strict xfail): none
 
 

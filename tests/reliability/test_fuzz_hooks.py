@@ -1,20 +1,21 @@
-"""Fuzzing every hook's stdin (issue 4, item 7): no input the router can send makes a hook crash it.
+"""Fuzzing every hook's stdin: no input the router can send makes a hook crash it.
 
-Each hook runs in-process through ``hpcpull.router.hooks.run_hook`` -- exactly what the executables
-in hooks/ run (``hooks._main``) -- on the real stdin captured from condor_job_router 25.13.2
+Each hook runs in-process through ``hpcpull.router.protocol.run_hook`` -- exactly what the executables
+in hooks/ run (``protocol._main``) -- on the real stdin captured from condor_job_router 25.13.2
 (tests/fixtures/router-stdin/), mutated by hypothesis (truncated at any byte, lines duplicated,
 dropped, swapped or replaced, binary bytes, NUL, invalid UTF-8, 1 MB values, unbalanced
 quotes, missing or extra ``------``, swapped sections, CRLF, hostile names and values), and
 on pure garbage.  A few cases also go through the real executables, to show the process
 (exit status, stdout bytes, stderr lines) is what run_hook returned.
 
-The contract checked on every case comes from the hpcpull/router/hooks.py module docstring and
+The contract checked on every case comes from the hpcpull/router/protocol.py module docstring and
 from how the router reads hook output (htcondor/htcondor src/condor_job_router/
 JobRouterHookMgr.cpp, TranslateClient/StatusClient/ExitClient::hookExited): stdout is split
 on "\\n" (StringTokenIterator, empty tokens skipped) and every line goes through
 ClassAd::Insert; one line that does not insert abandons TRANSLATE, removes the routed copy
 after UPDATE and reroutes the job after FINALIZE.  TRANSLATE output must hold JobUniverse
-(the daemon EXCEPTs otherwise: reference/htcondor-interfaces.md, key fact 6).
+(the daemon EXCEPTs otherwise: src/condor_job_router/VanillaToGrid.cpp, vanillaToGrid,
+"job ad lacks universe").
 
 Nothing is ever submitted: HPCPULL_LRMS_ENVIRONMENT gives batch commands a PATH holding
 no sbatch/squeue.  Every path a fuzzed attribute can name lies under this test's tmp dir
@@ -40,16 +41,17 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hpcpull.router import hooks
+from hpcpull.router import cleanup, finalize, protocol, translate, update
 from hpcpull.router.classads import too_deep
 from hpcpull.testing.router_sim import RouterSim, hook_environment, write_gateway_config
 from tests.conftest import FIXTURES, ROUTE_BODY
 
 HOOKS = ("translate", "update", "finalize", "cleanup")
-FUNCTIONS: dict[str, Callable[..., hooks.HookResult]] = {
-    "translate": hooks.translate, "update": hooks.update, "finalize": hooks.finalize, "cleanup": hooks.cleanup,
+FUNCTIONS: dict[str, Callable[..., protocol.HookResult]] = {
+    "translate": translate.translate, "update": update.update, "finalize": finalize.finalize,
+    "cleanup": cleanup.cleanup,
 }
-# hooks.py module docstring: the exit codes each hook may use.
+# protocol.py module docstring: the exit codes each hook may use.
 ALLOWED_EXIT = {"translate": {0, 1, 2}, "update": {0}, "finalize": {0}, "cleanup": {0, 1}}
 MALFORMED_EXIT = {"translate": 2, "update": 0, "finalize": 0, "cleanup": 0}
 MAX_EXAMPLES = int(os.environ.get("HPCPULL_FUZZ_EXAMPLES", "1000"))
@@ -97,7 +99,7 @@ SEEDS = _seeds()
 
 # ---------------------------------------------------------------------------- hostile material
 
-# Attributes naming files the hooks read, write or remove (sandbox.py, hooks.py).  They only
+# Attributes naming files the hooks read, write or remove (sandbox.py, hpcpull/router/).  They only
 # ever get values from SAFE_PATH_VALUES: everything there stays inside the tmp dir.
 PATH_ATTRS = frozenset(name.lower() for name in (
     "Cmd", "Iwd", "In", "Out", "Err", "TransferInput", "TransferOutput", "TransferOutputRemaps",
@@ -456,7 +458,7 @@ class FuzzGateway:
     def run(self, hook: str, data: bytes) -> Call:
         if self.dirty:
             self.reset()
-        stdout, code, lines = hooks.run_hook(hook, FUNCTIONS[hook], self.substitute(data))
+        stdout, code, lines = protocol.run_hook(hook, FUNCTIONS[hook], self.substitute(data))
         # Every hook parses its stdin before touching anything: refused input changed nothing.
         self.dirty = not (lines and (" malformed input: " in lines[0] or "stdin is not UTF-8" in lines[0]))
         return Call(stdout, code, lines)
@@ -516,7 +518,7 @@ def fuzz_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzGatew
         gw = FuzzGateway(root, config, scratch, home, root / "template", cwd)
         for proc in (0, 4):
             text = SEEDS["translate"].replace("ProcId = 0\n", f"ProcId = {proc}\n")
-            stdout, code, lines = hooks.run_hook("translate", hooks.translate, gw.substitute(text.encode()))
+            stdout, code, lines = protocol.run_hook("translate", translate.translate, gw.substitute(text.encode()))
             assert (code, lines) == (0, []), lines
             assert "HpcPullRouteError" not in stdout
         finished = scratch / "alice" / "78" / "4"
@@ -561,8 +563,10 @@ def _router_could_write(ad_text: str) -> bool:
 
 
 def well_formed(hook: str, stdin: bytes) -> bool:
-    """Whether ``stdin`` has the shape the router gives ``hook`` (hooks.py docstring, recipe
-    "Input formats"): if so, no hook may call it malformed, whatever the values are."""
+    """Whether ``stdin`` has the shape the router gives ``hook`` (src/condor_job_router/
+    JobRouterHookMgr.cpp: TRANSLATE the one-line route ad, "------" and the source ad;
+    FINALIZE the source ad, "------" and the copy; UPDATE and CLEANUP the copy; ads in old
+    syntax): if so, no hook may call it malformed, whatever the values are."""
     try:
         text = stdin.decode("utf-8")
     except UnicodeDecodeError:
@@ -588,7 +592,7 @@ def check_contract(hook: str, call: Call, stdin: Optional[bytes] = None) -> Opti
     code, lines, stdout = call.exit_code, call.lines, call.stdout
     assert code in ALLOWED_EXIT[hook], (code, lines)
     assert len(lines) <= 1, lines
-    for line in (line.replace("\n", " ") for line in lines):  # what hooks._main prints
+    for line in (line.replace("\n", " ") for line in lines):  # what protocol._main prints
         assert line.startswith(f"hpcpull {hook}: "), line[:200]
         assert "\r" not in line and "\x00" not in line, f"stderr line is not one clean line: {line[:200]!r}"
         assert "internal error" not in line, line[:500]  # an exception no code path expected

@@ -2,7 +2,8 @@
 
 condor_rm / condor_hold of the source cancel the batch job; condor_release routes the job
 again from a clean state, also after a hold that came from the batch side (which the job
-router alone would re-apply: routed-copy recipe, pitfall 4).
+router alone would re-apply from the still-held copy at its next poll:
+src/condor_job_router/VanillaToGrid.cpp, update_job_status -> set_job_status_held).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The UPDATE attribute sets per transition (routed-copy recipe, section 1)."""
+"""The UPDATE attribute sets per transition: what the router copies onto the source job
+(src/condor_job_router/VanillaToGrid.cpp, update_job_status), set as the gridmanager sets them
+for a grid job (src/condor_gridmanager/basejob.cpp)."""
 
 import classad2
 
@@ -19,7 +21,7 @@ def test_pending_on_an_idle_copy_prints_nothing():
     assert transition(copy_ad(), Observation(Phase.PENDING), 2000) == {}
 
 
-def test_running_set_matches_the_recipe():
+def test_running_set_starts_a_run_interval():
     out = transition(copy_ad(NumJobStarts=1, JobRunCount=1), Observation(Phase.RUNNING, start=1000), 1005)
     assert out == {"JobStatus": 2, "EnteredCurrentStatus": 1000, "ShadowBday": 1000,
                    "JobCurrentStartDate": 1000, "NumJobStarts": 2, "JobRunCount": 2, "JobStartDate": 1000}
@@ -41,7 +43,7 @@ def test_finished_never_seen_running_reports_running_first():
     assert out["JobStatus"] == 2 and out["ShadowBday"] == 1000
 
 
-def test_completed_set_matches_the_recipe():
+def test_completed_set_carries_the_exit_and_the_usage():
     ad = copy_ad(JobStatus=2, ShadowBday=1000, JobCurrentStartDate=1000)
     out = transition(ad, Observation(Phase.FINISHED, exit=EXIT3), 1030)
     assert out == {"JobStatus": 4, "EnteredCurrentStatus": 1020, "CompletionDate": 1020, "ExitCode": 3,
