@@ -51,7 +51,7 @@ def valid_owner(owner: str) -> bool:
 
 
 def job_dir_for(scratch_root: Path, owner: str, cluster_id: int, proc_id: int) -> JobDir:
-    """The job directory for a source job (seed layout ``<destination>/<ClusterId>/<ProcId>``)."""
+    """The job directory for a source job: ``<scratch root>/<Owner>/<ClusterId>/<ProcId>``."""
     if not valid_owner(owner):
         raise ValueError(f"Owner {owner!r} is not a valid user name")
     return JobDir(scratch_root / owner / str(int(cluster_id)) / str(int(proc_id)))

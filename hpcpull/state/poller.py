@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import stat
 import sys
 import time
@@ -34,12 +33,12 @@ from hpcpull.errors import ConfigError, HpcPullError
 from hpcpull.lrms import get_batch_system
 from hpcpull.lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError, one_line
 from hpcpull.state import fast_index
+from hpcpull.state.accounts import service_uids, user_name
 from hpcpull.state.atomicfile import ensure_shared_dir, write_atomically
 from hpcpull.state.eventlog import write_event
-from hpcpull.state.status_cache import Snapshot, StatusCache, service_uids
+from hpcpull.state.status_cache import SITE_STATUS, Snapshot, StatusCache
 from hpcpull.state.submission import route_of_batch_job
 
-SITE_STATUS = "site-status.json"
 # How long a job that left the queue stays in the snapshot with its final state (from
 # accounting or from the last listing), so that the job's next UPDATE still finds it.
 KEEP_FINISHED_S = 15 * 60
@@ -191,10 +190,7 @@ class StatusDirError(HpcPullError):
 def _user(uid: Optional[int] = None) -> str:
     """The name of ``uid`` (default: this process's user), for messages."""
     uid = os.geteuid() if uid is None else uid
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
+    return user_name(uid) or f"uid {uid}"
 
 
 def check_status_dir(directory: Path) -> None:

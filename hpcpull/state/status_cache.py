@@ -17,14 +17,18 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import pwd
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from hpcpull.lrms.base import BatchJobStatus, LrmsError
+from hpcpull.state.accounts import read_trusted_text, service_uids
 from hpcpull.state.atomicfile import ensure_shared_dir, write_atomically
+
+# The site status the schedd cron poller (poller.py) writes beside the snapshots; the
+# admin tools read it.
+SITE_STATUS = "site-status.json"
 
 Refresh = Callable[[], "dict[str, BatchJobStatus]"]
 
@@ -58,19 +62,6 @@ class Snapshot:
             error=str(data.get("error", "")),
             jobs={k: BatchJobStatus.from_dict(v) for k, v in data.get("jobs", {}).items()} if with_jobs else {},
         )
-
-
-def service_uids() -> set[int]:
-    """root and the condor user: their snapshot is the one everybody reads."""
-    try:
-        return {0, pwd.getpwnam("condor").pw_uid}
-    except KeyError:
-        return {0}
-
-
-def trusted_uids() -> set[int]:
-    """Whose files are believed: root, condor and the reading user."""
-    return service_uids() | {os.getuid()}
 
 
 def _is_service_user() -> bool:
@@ -108,12 +99,12 @@ class StatusCache:
         return self.directory / f"{self.name}.{os.getuid()}.json"
 
     def _read(self, path: Path, with_jobs: bool = True) -> Optional[Snapshot]:
+        text = read_trusted_text(path)
+        if text is None:
+            return None
         try:
-            with open(path, encoding="utf-8") as handle:
-                if os.fstat(handle.fileno()).st_uid not in trusted_uids():
-                    return None
-                return Snapshot.from_json(handle.read(), with_jobs)
-        except (OSError, ValueError, KeyError, TypeError):
+            return Snapshot.from_json(text, with_jobs)
+        except (ValueError, KeyError, TypeError):
             return None
 
     def latest(self, with_jobs: bool = True) -> Optional[Snapshot]:

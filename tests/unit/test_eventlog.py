@@ -58,3 +58,50 @@ def test_concurrent_writers_never_interleave_lines(tmp_path: Path) -> None:
         p.join(30)
     lines = log_file(base).read_text().splitlines()
     assert len(lines) == 400 and all(fields(line)["padding"] == "x" * 200 for line in lines)
+
+
+def test_every_line_format_line_writes_parses_back() -> None:
+    from hpcpull.state.eventlog import Event, Field, parse_line
+
+    names = {k: v for k, v in vars(Event).items() if not k.startswith("_")}
+    assert all(k == v for k, v in names.items())  # each event is written as its own name
+    events = list(names.values())
+    for event in events:
+        line = format_line(event, {Field.JOB: "5.0", Field.REASON: 'a "quoted" reason', Field.WALL_S: 1.5}, now=60)
+        assert parse_line(line) == (60.0, event, {"job": "5.0", "reason": 'a "quoted" reason', "wall_s": "1.5"})
+    for junk in ("", "hello world", "2026-13-45T00:00:00Z ROUTED job=1.0", 'ROUTED "unterminated',
+                 "1970-01-01T00:00:00Z lower job=1.0"):
+        assert parse_line(junk) is None
+
+
+def test_status_changes_and_finalize_notes_read_back_as_written() -> None:
+    from hpcpull.state.eventlog import (
+        FINALIZE,
+        HOOK_NOTE,
+        finalize_note,
+        new_status,
+        parse_finalize_note,
+        status_change,
+    )
+
+    assert new_status(status_change(1, 2)) == "2" and new_status("") == ""
+    for returned, problems in ((3, []), (1, ["output 'a' is missing", "b; c"]), (0, ["x"])):
+        line = HOOK_NOTE.format(stamp="2026-01-01 00:00:00", hook=FINALIZE, message=finalize_note(returned, problems))
+        expected = [p for p in "; ".join(problems).split("; ") if p]
+        assert parse_finalize_note(line.rstrip("\n")) == (returned, expected)
+
+
+def test_finalize_notes_as_the_hooks_write_them_today() -> None:
+    """The hooks (hpcpull/router/) write these lines with their own f-strings."""
+    from hpcpull.state.eventlog import parse_finalize_note
+
+    errors = ["output 'out.txt' is missing", "output 'big' is too large"]
+    returned = ["a", "b"]
+    written = (f"2026-01-01 00:00:00 finalize: returned {len(returned)} output(s)"
+               + (f"; {len(errors)} problem(s): {'; '.join(errors)}" if errors else ""))
+    assert parse_finalize_note(written) == (2, errors)
+    assert parse_finalize_note("2026-01-01 00:00:00 finalize: returned 0 output(s)") == (0, [])
+    assert parse_finalize_note(f"2026-01-01 00:00:00 finalize: output transfer failed: {errors[0]}") == \
+        (None, [errors[0]])
+    assert parse_finalize_note("2026-01-01 00:00:00 cleanup: FINALIZE did not finish: returned 2 output(s)") is None
+    assert parse_finalize_note("2026-01-01 00:00:00 finalize: job directory busy in another hook") is None
