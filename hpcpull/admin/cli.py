@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 import classad2
 
+from hpcpull.admin.common import attribute_text
+
 if TYPE_CHECKING:
     from hpcpull.admin.route_info import RouteVerdict, RoutingDecision
 
@@ -37,12 +39,6 @@ def _kind(value: object) -> str:
     return "a ClassAd" if isinstance(value, classad2.ClassAd) else "not a value"
 
 
-def _attribute_text(ad: classad2.ClassAd, name: str) -> str:
-    """The attribute as written in the ad, on one short line."""
-    text = " ".join(str(ad.lookup(name)).split())
-    return text if len(text) <= 60 else f"{text[:60]} ... ({len(text)} characters)"
-
-
 def _job_identity(ad: classad2.ClassAd) -> tuple[str, int, int]:
     """Owner, ClusterId and ProcId of a user-given ad, evaluated (``strcat(...)``, ``40 + 2``).
 
@@ -58,9 +54,9 @@ def _job_identity(ad: classad2.ClassAd) -> tuple[str, int, int]:
     if owner is None:
         owner = "nobody"
     elif not isinstance(owner, str):
-        raise HpcPullError(f"Owner = {_attribute_text(ad, 'Owner')} is {_kind(owner)}, not a user name")
+        raise HpcPullError(f"Owner = {attribute_text(ad, 'Owner')} is {_kind(owner)}, not a user name")
     elif not valid_owner(owner):
-        raise HpcPullError(f"Owner = {_attribute_text(ad, 'Owner')} is not a valid user name "
+        raise HpcPullError(f"Owner = {attribute_text(ad, 'Owner')} is not a valid user name "
                            "(1 to 64 letters, digits and _.-, not starting with . or -)")
     ids = []
     for name in ("ClusterId", "ProcId"):
@@ -69,7 +65,7 @@ def _job_identity(ad: classad2.ClassAd) -> tuple[str, int, int]:
             value = 0
         if type(value) is not int or not 0 <= value <= _MAX_JOB_ID:
             what = "out of range" if type(value) is int else _kind(value)
-            raise HpcPullError(f"{name} = {_attribute_text(ad, name)} is {what}: it must be a whole number "
+            raise HpcPullError(f"{name} = {attribute_text(ad, name)} is {what}: it must be a whole number "
                                f"from 0 to {_MAX_JOB_ID}")
         ids.append(value)
     return owner, ids[0], ids[1]
@@ -228,8 +224,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 # Subcommands that live in their own module (add_arguments(parser) and run(args)).
 TOOL_COMMANDS = {
-    "status": ("hpcpull.admin.status", "all hpcpull jobs per route and state, or one job's whole story"),
-    "doctor": ("hpcpull.admin.doctor", "check the gateway (config, hooks, routes, templates, scratch, batch system)"),
+    "status": ("hpcpull.admin.status.command", "all hpcpull jobs per route and state, or one job's whole story"),
+    "doctor": ("hpcpull.admin.doctor.command",
+               "check the gateway (config, hooks, routes, templates, scratch, batch system)"),
 }
 
 

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import htcondor2
 import pytest
 
-from hpcpull.admin import doctor
+from hpcpull.admin.doctor import command as doctor
 from hpcpull.testing.personal_pool import world_readable_dir
 from tests.conftest import REPO, make_gateway
 from tests.unit.test_doctor import make_dir

@@ -22,7 +22,8 @@ from typing import Any, Iterator
 import htcondor2
 import pytest
 
-from hpcpull.admin import doctor
+from hpcpull.admin.doctor import command as doctor
+from hpcpull.admin.doctor.owner_access import INSTALL_FIX
 from hpcpull.testing.personal_pool import TEST_USER, ensure_user, world_readable_dir
 from hpcpull.testing.router_sim import write_gateway_config
 from tests.integration.test_doctor import install_hooks, owners_bin_dir, owners_venv
@@ -118,10 +119,10 @@ def test_hooks_in_a_venv_only_root_can_enter_fail_with_how_to_install(base, caps
         assert check["status"] == "FAIL", check
         assert f"the job owners cannot run {bin_dir}/hpcpull-{hook}: nobody (uid " in check["message"], check
         assert f"cannot enter {closed} (mode 0700, owner root)" in check["message"], check
-        assert check["fix"] == doctor.INSTALL_FIX
+        assert check["fix"] == INSTALL_FIX
     for words in ("/usr/bin/python3 -m venv /opt/hpcpull", "chmod -R a+rX /opt/hpcpull",
                   "HPCPULL_BIN_DIR = /opt/hpcpull/bin"):
-        assert words in doctor.INSTALL_FIX
+        assert words in INSTALL_FIX
     assert "hook-run" not in checks  # nothing the owners could start
 
 
@@ -135,7 +136,7 @@ def test_an_interpreter_only_root_can_reach_fails(base, capsys) -> None:
                               # /bin/sh front ends, which are fine: the Python hooks behind them are not
                               ("translate", "hpcpull-translate-full"), ("update", "hpcpull-update-full")):
         [check] = checks[f"hook.{hook}"]
-        assert check["status"] == "FAIL" and check["fix"] == doctor.INSTALL_FIX, check
+        assert check["status"] == "FAIL" and check["fix"] == INSTALL_FIX, check
         assert f"cannot run {closed}/python3, the interpreter of {base}/bin/{python_hook}: nobody (uid " \
             in check["message"], check
         assert check["message"].endswith(f"cannot enter {closed} (mode 0700, owner root)"), check
@@ -173,7 +174,7 @@ def test_a_package_only_root_can_read_fails_when_the_hooks_run_as_the_owner(base
         assert " run as nobody (uid " in check["message"], check
         assert "No module named 'hpcpull'" in check["message"], check
         assert check["fix"].startswith("run it by hand: echo | runuser -u nobody -- ")
-        assert doctor.INSTALL_FIX in check["fix"]
+        assert INSTALL_FIX in check["fix"]
 
 
 # ------------------------------------------------------------------------- the poller

@@ -18,7 +18,7 @@ from pathlib import Path
 import htcondor2
 import pytest
 
-from hpcpull.admin.status import main
+from hpcpull.admin.status.command import main
 from tests.conftest import REPO, make_gateway
 from tests.integration.test_pipeline import make_job
 

@@ -1,7 +1,7 @@
 """hpcpull doctor: each way a gateway can be broken is found and named, with a fix.
 
 Every test writes a real gateway configuration (hpcpull's 50-hpcpull.conf plus routes and
-knobs), read by htcondor2 as the hooks read it, and runs ``hpcpull.admin.doctor.main``.  The
+knobs), read by htcondor2 as the hooks read it, and runs ``hpcpull.admin.doctor.command.main``.  The
 hooks are real copies of the checkout's hooks/ with the ``#!`` line pip writes on
 install.  No batch system runs here: the batch-system checks fail and are not asserted
 (tests/integration/test_doctor.py runs them against the private Slurm).
@@ -22,7 +22,9 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from hpcpull.admin import doctor
+from hpcpull.admin.doctor import command as doctor
+from hpcpull.admin.doctor import owner_access
+from hpcpull.admin.doctor.hook_files import executable_problems
 from hpcpull.state.status_cache import Snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,7 +89,7 @@ def gw(tmp_path: Path, condor_config: Callable[..., Path], monkeypatch: pytest.M
     # These hooks use the test's own Python and tmp_path, which often only root can reach:
     # they are run as the current user here; tests/integration/test_doctor_as_owner.py runs
     # them as a job owner would.
-    monkeypatch.setattr(doctor, "DEFAULT_HOOK_USER", CURRENT_USER)
+    monkeypatch.setattr(owner_access, "DEFAULT_HOOK_USER", CURRENT_USER)
     return Gateway(tmp_path, condor_config)
 
 
@@ -279,7 +281,7 @@ def test_an_unknown_route_in_hpcpull_route_names_fails(gw, capsys) -> None:
     assert [c["status"] for c in checks["route.Slurm"]] == ["OK"]
 
 
-def test_a_route_without_requirements_or_the_routed_copy_recipe(gw, capsys) -> None:
+def test_a_route_without_requirements_or_one_htcondor_may_run_itself(gw, capsys) -> None:
     gw.write(routes={"Slurm": "UNIVERSE VANILLA\nSET Requirements false",
                      "Grid": "REQUIREMENTS true\nGridResource = \"batch slurm\""},
              HPCPULL_ROUTE_NAMES="Slurm Grid")
@@ -460,10 +462,10 @@ def test_executable_problems_follow_htcondors_rules(tmp_path) -> None:
     real = make_dir(tmp_path / "real", 0o755) / "hook"
     real.write_text("#!/bin/sh\nexit 0\n")
     real.chmod(0o701)  # others may execute but not read: a script cannot run that way
-    assert [s for s, _, _ in doctor.executable_problems(str(real), "hook")] == ["WARN"]
+    assert [s for s, _, _ in executable_problems(str(real), "hook")] == ["WARN"]
     real.chmod(0o755)
-    assert doctor.executable_problems(str(real), "hook") == []
+    assert executable_problems(str(real), "hook") == []
     link_dir = make_dir(tmp_path / "open", 0o777)
     (link_dir / "hook").symlink_to(real)
-    [(status, message, _)] = doctor.executable_problems(str(link_dir / "hook"), "hook")
+    [(status, message, _)] = executable_problems(str(link_dir / "hook"), "hook")
     assert status == "FAIL" and "world-writable directory" in message

@@ -16,8 +16,13 @@ from typing import Any, Iterator
 
 import pytest
 
-from hpcpull.admin import status as statuscmd
-from hpcpull.admin.status import NO_SITE_STATUS, find_job, list_text, log_files, log_owner, parse_log_line, survey
+from hpcpull.admin.common import clock
+from hpcpull.admin.status.command import main
+from hpcpull.admin.status.gateway_log import log_files, log_owner, parse_log_line
+from hpcpull.admin.status.job import JobView, apply_event
+from hpcpull.admin.status.story import story, story_text
+from hpcpull.admin.status.survey import find_job, select, survey
+from hpcpull.admin.status.table import NO_SITE_STATUS, list_text
 from hpcpull.config import Config
 from hpcpull.lrms.base import BatchJobStatus, BatchState
 from hpcpull.state.eventlog import format_line
@@ -117,7 +122,7 @@ def test_every_users_log_and_the_rotated_generations_are_read_oldest_first(tmp_p
     (["ROUTED", "FINISHED exit_code=2", "CLEANED", "ROUTED", "SUBMITTED"], "submitted"),  # routed again
 ])
 def test_the_phase_follows_the_log(events: list[str], expected: str) -> None:
-    job = statuscmd.JobView("1.0")
+    job = JobView("1.0")
     for number, spec in enumerate(events):
         kind, _, rest = spec.partition(" ")
         fields = {"job": "1.0", "batch_job": "7" if kind == "SUBMITTED" else ""}
@@ -126,7 +131,7 @@ def test_the_phase_follows_the_log(events: list[str], expected: str) -> None:
             fields.update({key: value} if value else {"status": key})
         event = parse_log_line(format_line(kind, fields, now=NOW + number))
         assert event is not None
-        statuscmd._apply_event(job, event, "")
+        apply_event(job, event, "")
     assert job.phase_text == expected
 
 
@@ -175,7 +180,7 @@ def test_jobs_are_merged_from_directories_log_and_snapshot(site: dict[str, Any])
                                                      "13.0": "?", "14.0": "-", "15.0": "?"}
     assert s.snapshots["slurm"] is not None and s.snapshots["pbs"] is None
 
-    text = list_text(s, statuscmd.select(s.jobs, None, None), None)
+    text = list_text(s, select(s.jobs, None, None), None)
     lines = text.splitlines()
     assert lines[0] == f"Site status: {NO_SITE_STATUS}"
     assert "slurm: snapshot of 3 batch job(s), taken 5s ago" in text and "pbs: no status snapshot yet" in text
@@ -191,7 +196,7 @@ def test_jobs_are_merged_from_directories_log_and_snapshot(site: dict[str, Any])
         ["Slurm", "1", "0", "1", "1", "1", "1", "5"],
         ["all", "1", "1", "1", "1", "1", "1", "6"],
     ]
-    only = statuscmd.select(s.jobs, "slurm", "bob")
+    only = select(s.jobs, "slurm", "bob")
     assert [j.source_id for j in only] == ["10.0", "11.0"]
 
 
@@ -212,7 +217,7 @@ def test_failed_jobs_kept_aside_are_read_from_there(site: dict[str, Any]) -> Non
     s = survey(site["config"], now=NOW)
     job = s.jobs["10.0"]
     assert (job.kept_dir, job.phase_text, job.copy_id) == (failed / "10.0.20270115T080000", "cleaned (exit 3)", "11.0")
-    text = statuscmd.story_text(s, job, statuscmd.story(s, job))
+    text = story_text(s, job, story(s, job))
     assert f"  job directory         {job.job_dir} (moved aside by CLEANUP)\n" in text
     assert f"  kept for inspection   {failed}/10.0.20270115T080000: exit code 3\n" in text
     assert f"  job stdout            {failed}/10.0.20270115T080000/.hpcpull/stdout (not there)\n" in text
@@ -238,9 +243,9 @@ def test_snapshots_and_site_status_of_other_users_are_not_believed(site: dict[st
     assert s.jobs["11.0"].lrms_state == "RUNNING"
     lines = list_text(s, list(s.jobs.values()), "Slurm").splitlines()
     assert lines[:6] == [
-        f"Site status (poller ran {statuscmd._clock(NOW - 20)}, 20s ago):",
+        f"Site status (poller ran {clock(NOW - 20)}, 20s ago):",
         "  LRMS reachable        no (slurm, pbs)",
-        f"  last successful poll  {statuscmd._clock(NOW - 80)} (1m20s ago)",
+        f"  last successful poll  {clock(NOW - 80)} (1m20s ago)",
         "  last error            squeue timed out after 30 s",
         "  status shared         yes",
         "  route Slurm           idle 2, running 5",  # --route Slurm: only its counts
@@ -316,7 +321,7 @@ def test_a_job_is_found_by_source_copy_or_batch_id(site: dict[str, Any]) -> None
     job_dir(site["scratch"], "bob", 7, state={"batch_job_id": "5"})
     log(site["log"] / "HpcPullLog", ("SUBMITTED", NOW, {"job": "7.0", "copy": "8.0", "batch_job": "5"}))
     s = survey(site["config"], now=NOW)
-    found = {arg: (find_job(s, arg) or statuscmd.JobView("none")).source_id
+    found = {arg: (find_job(s, arg) or JobView("none")).source_id
              for arg in ("5.0", "8.0", "9", "5", "7", "8", "6.0")}
     # a bare number is a batch job id before it is a cluster id
     assert found == {"5.0": "5.0", "8.0": "7.0", "9": "5.0", "5": "7.0", "7": "7.0", "8": "7.0", "6.0": "none"}
@@ -337,10 +342,10 @@ def test_the_story_of_a_finished_job(site: dict[str, Any], capsys: pytest.Captur
     (control / "batch.out").write_text("")
     s = survey(site["config"], now=NOW)
     job = s.jobs["10.0"]
-    data = statuscmd.story(s, job)
+    data = story(s, job)
     assert data["returned"] == {"count": 2, "problems": ["out.dat: not found"], "files": None}
     assert data["exit"]["exit_code"] == 3 and data["ask_lrms"] == "scontrol show job 77; sacct -j 77"
-    text = statuscmd.story_text(s, job, data)
+    text = story_text(s, job, data)
     assert text.splitlines()[:5] == ["Job 10.0: finished exit 3", "  source job            10.0",
                                      "  routed copy           110.0", "  route                 Slurm",
                                      "  owner                 bob"]
@@ -359,23 +364,23 @@ def test_main_prints_json_and_says_so_in_one_line_when_a_job_is_unknown(
     job_dir(scratch, "bob", 11, state={"batch_job_id": "78"})
     condor_config({"Slurm": "UNIVERSE VANILLA"}, {"HPCPULL_SCRATCH_ROOT": str(scratch),
                                                    "HPCPULL_STATUS_CACHE_DIR": str(tmp_path / "status")})
-    assert statuscmd.main(["--json"]) == 0
+    assert main(["--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     assert [(j["source_job"], j["phase"], j["batch_job_id"], j["lrms_state"]) for j in listing["jobs"]] == [
         ("11.0", "submitted", "78", None)]
     assert listing["counts"] == {"Slurm": {"submitted": 1}} and listing["site_status"] is None
-    assert statuscmd.main(["--json", "78"]) == 0
+    assert main(["--json", "78"]) == 0
     assert json.loads(capsys.readouterr().out)["job"]["source_job"] == "11.0"
-    assert statuscmd.main(["11.0", "--owner", "alice"]) == 1  # filtered away
+    assert main(["11.0", "--owner", "alice"]) == 1  # filtered away
     capsys.readouterr()
-    assert statuscmd.main(["404.0"]) == 1
+    assert main(["404.0"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1 and err.startswith("hpcpull status: no hpcpull job '404.0'")
 
 
 def test_a_bad_configuration_is_one_line_and_exit_2(condor_config: Any, capsys: pytest.CaptureFixture[str]) -> None:
     condor_config({"Slurm": "UNIVERSE VANILLA"}, {"HPCPULL_STATUS_CACHE_DIR": "relative/dir"})
-    assert statuscmd.main([]) == 2
+    assert main([]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("hpcpull status: HPCPULL_STATUS_CACHE_DIR = 'relative/dir'")
     assert len(err.splitlines()) == 1
