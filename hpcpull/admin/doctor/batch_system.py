@@ -12,35 +12,24 @@ from hpcpull.admin.doctor.findings import FAIL, OK, DoctorBase, jobs_text, tail
 from hpcpull.config import lrms_command_environment
 from hpcpull.lrms.base import LrmsError
 
-# Every client command each adapter runs (hpcpull/lrms/*.py): a missing one breaks
-# submit, status, cancel, hold/release or the accounting fallback.  To be replaced by the
-# adapters' ``commands``.
-LRMS_COMMANDS: dict[str, tuple[str, ...]] = {
-    "slurm": ("sbatch", "squeue", "scontrol", "scancel", "sacct"),
-    "pbs": ("qsub", "qstat", "qdel", "qhold", "qrls"),
-    "pbspro": ("qsub", "qstat", "qdel", "qhold", "qrls"),
-    "sge": ("qsub", "qstat", "qacct", "qdel", "qhold", "qrls", "qconf"),
-    "lsf": ("bsub", "bjobs", "bkill", "bstop", "bresume"),
-}
-# Variables that tell a batch client which cluster to talk to, shown in messages.
-# Variables that tell a batch client which cluster to talk to, shown in messages.  To be
-# replaced by the adapters' ``environment_names``.
-LRMS_ENV_NAMES = ("SLURM_CONF", "SGE_ROOT", "SGE_CELL", "PBS_SERVER", "LSF_ENVDIR")
-
 
 class BatchSystemChecks(DoctorBase):
     """6. The batch systems."""
 
     def check_lrms(self) -> None:
-        from hpcpull.lrms import get_batch_system
+        from hpcpull.lrms import batch_system_class, get_batch_system
 
         if self.gateway is None:
             return
         env = lrms_command_environment(self.gateway)
         path = env.get("PATH", "")
-        where = ", ".join(f"{n}={env[n]}" for n in LRMS_ENV_NAMES if n in env)
         for lrms in sorted({route.lrms for route in self.routes.values()}):
-            commands = LRMS_COMMANDS.get(lrms, ())
+            # every client command the adapter runs: a missing one breaks submit, status,
+            # cancel or the accounting fallback
+            adapter = batch_system_class(lrms)
+            commands = adapter.commands
+            # the variables that tell the client which cluster to talk to, for the messages
+            where = ", ".join(f"{n}={env[n]}" for n in adapter.environment_names if n in env)
             found = {c: shutil.which(c, path=path) for c in commands}
             missing = [c for c, p in found.items() if p is None]
             if missing:

@@ -13,16 +13,18 @@ from hpcpull.state import jobdir as jd
 from hpcpull.state.accounts import current_user
 from hpcpull.state.eventlog import Event, Field, parse_finalize_note
 
-# Where each batch system tells more about one job (the clients' own documented commands:
-# scontrol(1), sacct(1); qstat(1B), tracejob(8B); qstat(1), qacct(1); bjobs(1), bhist(1)).
-# To be replaced by the adapters' ``inspect_commands`` (hpcpull/lrms/).
-LRMS_INSPECT_COMMANDS = {
-    "slurm": "scontrol show job {id}; sacct -j {id}",
-    "pbs": "qstat -f {id}; tracejob {id}",
-    "pbspro": "qstat -fx {id}; tracejob {id}",
-    "sge": "qstat -j {id}; qacct -j {id}",
-    "lsf": "bjobs -l {id}; bhist -l {id}",
-}
+
+def _inspect_commands(lrms: str, batch_job_id: Optional[str]) -> Optional[str]:
+    """Where the job's batch system tells more about it (the adapter's ``inspect_commands``)."""
+    from hpcpull.errors import ConfigError
+    from hpcpull.lrms import batch_system_class
+
+    if not batch_job_id:
+        return None
+    try:
+        return batch_system_class(lrms).inspect_commands.format(id=batch_job_id)
+    except ConfigError:  # a job directory of a batch system this version does not know
+        return ""
 
 
 def _staged(job: JobView) -> Optional[list[dict[str, Any]]]:
@@ -92,7 +94,7 @@ def story(s: Survey, job: JobView) -> dict[str, Any]:
         "exit": exit_record,
         "finished": finished,
         "look_next": paths,
-        "ask_lrms": LRMS_INSPECT_COMMANDS.get(job.lrms, "").format(id=job.batch_job_id) if job.batch_job_id else None,
+        "ask_lrms": _inspect_commands(job.lrms, job.batch_job_id),
     }
 
 
