@@ -1,4 +1,5 @@
-"""Helpers several hooks share: the job's logs, its job directory, its batch system."""
+"""Helpers several hooks share: the job's logs, its job directory, its batch system, and the
+attributes UPDATE's shell front end reads (printed by TRANSLATE and UPDATE)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import classad2
+
 from hpcpull.config import Config, GatewaySettings, RouteSettings, lrms_command_environment
 from hpcpull.errors import ConfigError, HpcPullError
 from hpcpull.lrms import get_batch_system
 from hpcpull.lrms.base import BatchSystem
 from hpcpull.router import teardown
+from hpcpull.router.classads import Value
+from hpcpull.router.jobstate import Observation, Phase
 from hpcpull.router.routed_job import RoutedJob
 from hpcpull.router.teardown import Keep
 from hpcpull.state import jobdir as jd
@@ -128,3 +133,32 @@ def failed_reason(copy: RoutedJob) -> str:
         if reason:
             return f"held: {reason}"
     return ""
+
+
+def fast_path_attributes(copy: RoutedJob, state: SubmissionState, seen: Observation,
+                         route: RouteSettings, gateway: GatewaySettings, now: float) -> dict[str, Value]:
+    """What the shell front end of UPDATE (hooks/hpcpull-update) needs in the routed ad to
+    answer the next polls by itself: the poller's status index, if no other user can write
+    it, and when this hook must look again anyway.  Printed only when they change."""
+    from hpcpull.staging.credentials import credentials_of
+    from hpcpull.state import fast_index
+    from hpcpull.state.status_cache import service_uids
+
+    index: Optional[str] = None
+    if gateway.fast_update and state.batch_job_id and fast_index.INDEXABLE_ID.match(state.batch_job_id):
+        directory = fast_index.index_dir(gateway.status_cache_dir, route.lrms)
+        if fast_index.trusted(directory, service_uids()):
+            index = str(directory)
+    idle_deadline = None
+    if seen.phase is not Phase.RUNNING and route.max_idle_s is not None and state.submitted_at:
+        idle_deadline = state.submitted_at + route.max_idle_s
+    current_check = copy.full_check_at
+    check_at = fast_index.full_check_at(current_check, now, idle_deadline, bool(credentials_of(copy.ad)))
+    printed: dict[str, Value] = {}
+    if index != (copy.fast_index or None):
+        printed["HpcPullFastIndex"] = index if index else classad2.ExprTree("undefined")
+    if index and (check_at != current_check or not copy.has_full_check_at):
+        printed["HpcPullFullCheckAt"] = check_at
+    if index and state.submitted_at and int(state.submitted_at) != copy.submitted_at:
+        printed["HpcPullSubmittedAt"] = int(state.submitted_at)
+    return printed

@@ -25,13 +25,12 @@ from hpcpull.router.classads import (
     parse_translate_input,
     string_attr,
 )
-from hpcpull.router.common import batch_for, batch_system, event, note
+from hpcpull.router.common import batch_for, batch_system, event, fast_path_attributes, note
 from hpcpull.router.jobstate import Observation, Phase
 from hpcpull.router.leftovers import finish_leftovers, parked_marker
 from hpcpull.router.protocol import HookResult, _main
 from hpcpull.router.routed_job import RoutedJob
 from hpcpull.router.throttle import record_submission, throttled
-from hpcpull.router.update import fast_path_attributes
 from hpcpull.staging.credentials import stage_credentials
 from hpcpull.staging.spool import is_spooled, spool_dir
 from hpcpull.state import jobdir as jd

@@ -23,12 +23,13 @@ from hpcpull.faults import crash_point
 from hpcpull.lrms import get_batch_system
 from hpcpull.lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
 from hpcpull.router import teardown
-from hpcpull.router.classads import Value, parse_old_ad
+from hpcpull.router.classads import parse_old_ad
 from hpcpull.router.common import (
     batch_for,
     batch_system,
     event,
     failed_reason,
+    fast_path_attributes,
     note,
     own_job_dir,
     routed_job_dir,
@@ -75,6 +76,7 @@ class _Visit:
 
 
 def update(text: str, config: Config, now: Optional[float] = None) -> HookResult:
+    """Dispatch on the copy's JobStatus; the states needing no job directory come first."""
     now = time.time() if now is None else now
     copy = RoutedJob.of(parse_old_ad(text, "routed job ad"))
     if not copy.route_name or not config.is_hpcpull_route(copy.route_name):
@@ -346,35 +348,6 @@ def hold_for_ended_job(copy: RoutedJob, status: BatchJobStatus, lrms: str) -> Ho
         f"{copy.job_dir}/{jd.CONTROL_DIR}/{jd.BATCH_OUTPUT}",
         0, holds.SUB_NO_EXIT_STATUS,
     )
-
-
-def fast_path_attributes(copy: RoutedJob, state: SubmissionState, seen: Observation,
-                         route: RouteSettings, gateway: GatewaySettings, now: float) -> dict[str, Value]:
-    """What the shell front end of UPDATE (hooks/hpcpull-update) needs in the routed ad to
-    answer the next polls by itself: the poller's status index, if no other user can write
-    it, and when this hook must look again anyway.  Printed only when they change."""
-    from hpcpull.staging.credentials import credentials_of
-    from hpcpull.state import fast_index
-    from hpcpull.state.status_cache import service_uids
-
-    index: Optional[str] = None
-    if gateway.fast_update and state.batch_job_id and fast_index.INDEXABLE_ID.match(state.batch_job_id):
-        directory = fast_index.index_dir(gateway.status_cache_dir, route.lrms)
-        if fast_index.trusted(directory, service_uids()):
-            index = str(directory)
-    idle_deadline = None
-    if seen.phase is not Phase.RUNNING and route.max_idle_s is not None and state.submitted_at:
-        idle_deadline = state.submitted_at + route.max_idle_s
-    current_check = copy.full_check_at
-    check_at = fast_index.full_check_at(current_check, now, idle_deadline, bool(credentials_of(copy.ad)))
-    printed: dict[str, Value] = {}
-    if index != (copy.fast_index or None):
-        printed["HpcPullFastIndex"] = index if index else classad2.ExprTree("undefined")
-    if index and (check_at != current_check or not copy.has_full_check_at):
-        printed["HpcPullFullCheckAt"] = check_at
-    if index and state.submitted_at and int(state.submitted_at) != copy.submitted_at:
-        printed["HpcPullSubmittedAt"] = int(state.submitted_at)
-    return printed
 
 
 # --------------------------------------------------------------------------- giving the job back
