@@ -53,7 +53,7 @@ TARGETS = {"update": 2.5, "translate": 4.0}
 # Modules each hook has imported by the time it reads its stdin (hpcpull/router/ imports the
 # rest lazily: htcondor2 for the configuration, render/sandbox/jinja2 in TRANSLATE).
 IMPORTS = {"update": "hpcpull.router.update, htcondor2",
-           "translate": "hpcpull.router.translate, htcondor2, hpcpull.script.render, hpcpull.staging.sandbox, "
+           "translate": "hpcpull.router.translate, htcondor2, hpcpull.script.render, hpcpull.staging.input_sandbox, "
                         "hpcpull.script.resources, hpcpull.node.launcher, hpcpull.state.eventlog"}
 
 

@@ -1,7 +1,7 @@
 """Benchmark 4: staging an input sandbox from SPOOL into the job directory vs ``cp -r``.
 
 A job whose sandbox the schedd keeps in SPOOL (HTCondor-C arrivals, condor_submit -spool)
-is staged by hpcpull.staging.sandbox.transfer_input_sandbox with hard links (``link="auto"``
+is staged by hpcpull.staging.input_sandbox.transfer_input_sandbox with hard links (``link="auto"``
 links only files under SPOOL, which nothing else reads), so on the same filesystem
 nothing is copied.  The sandbox: ``--files`` small files of ``--file-kib`` each plus one
 large file, ``--size-mib`` in all (default 2,000 x 64 KiB + one file, 1 GiB), and the
@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a file
 import classad2  # noqa: E402
 
 from bench.common import Result, report, workspace  # noqa: E402
-from hpcpull.staging.sandbox import transfer_input_sandbox  # noqa: E402
+from hpcpull.staging.input_sandbox import transfer_input_sandbox  # noqa: E402
 
 QUICK = ["--size-mib", "256", "--files", "500"]
 TINY = ["--size-mib", "1", "--files", "20", "--file-kib", "4", "--repeat", "1"]  # the smoke test's size: seconds

@@ -111,7 +111,7 @@ def _finish_output_return(job: jd.JobDir, copy: RoutedJob) -> None:
     """FINALIZE died before the whole output sandbox was back (a hook killed by a signal
     counts as done to the router, which never runs FINALIZE again: JobRouterHookMgr.cpp
     ExitClient::hookExited): return it now, from the job ad TRANSLATE saved."""
-    from hpcpull.staging.sandbox import transfer_output_sandbox
+    from hpcpull.staging.output_sandbox import transfer_output_sandbox
 
     try:
         source = parse_old_ad(job.file(jd.JOB_AD).read_text(encoding="utf-8"), "saved job ad")

@@ -29,7 +29,7 @@ def finalize(text: str, config: Config, now: Optional[float] = None) -> HookResu
     messages = []
     job = None
     try:
-        from hpcpull.staging.sandbox import transfer_output_sandbox
+        from hpcpull.staging.output_sandbox import transfer_output_sandbox
 
         job = routed_job_dir(copy)
         if job is None:

@@ -81,7 +81,7 @@ def _prepare_job_dir(source: classad2.ClassAd, route: RouteSettings, job: jd.Job
     """Stage the input sandbox and write the control files; JobRejected for a bad job."""
     from hpcpull.node import launcher
     from hpcpull.script.render import render_batch_script  # lazy: only TRANSLATE renders
-    from hpcpull.staging.sandbox import transfer_input_sandbox
+    from hpcpull.staging.input_sandbox import transfer_input_sandbox
 
     owner_root = job.path.parent.parent
     try:

@@ -284,7 +284,7 @@ def payload_for(job_ad: JobAd) -> Payload:
     """The payload of a job ad: executable, argv, environment and streams.
 
     The executable and stdin are staged into the job directory under their basenames
-    (hpcpull.staging.sandbox does that) unless ``TransferExecutable``/``TransferIn`` is false:
+    (hpcpull.staging.input_sandbox does that) unless ``TransferExecutable``/``TransferIn`` is false:
     then the job's own path is used, made absolute against ``Iwd`` as HTCondor does.
     """
     cmd = _string(job_ad, "Cmd", HOLD_SUBCODE_COMMAND)

@@ -60,13 +60,13 @@ def credentials_of(ad: Any) -> list[Credential]:
 
 class _Sources:
     """Opens credential files: an ordinary job's wherever they are, a spooled job's only
-    inside its Iwd (hpcpull.staging.sandbox.Beneath), refusing any that leads out."""
+    inside its Iwd (hpcpull.staging.beneath.Beneath), refusing any that leads out."""
 
     def __init__(self, ad: Any, confine: bool) -> None:
         self.iwd = Path(str(ad.get("Iwd") or "/"))
         self.beneath: Any = None
         if confine:
-            from hpcpull.staging.sandbox import Beneath  # only spooled jobs need it: UPDATE starts faster
+            from hpcpull.staging.beneath import Beneath  # only spooled jobs need it: UPDATE starts faster
 
             self.beneath = Beneath(self.iwd)
 
@@ -81,7 +81,7 @@ class _Sources:
         """A descriptor of the credential's file; JobRejected if a spooled one is outside."""
         if self.beneath is None:
             return os.open(cred.source, _READ_FLAGS)
-        from hpcpull.staging.sandbox import OutsideIwd, outside_iwd_reason
+        from hpcpull.staging.beneath import OutsideIwd, outside_iwd_reason
 
         try:
             parent, name = self.beneath.locate(self.beneath.parts(cred.value))

@@ -22,7 +22,7 @@ import classad2
 import pytest
 
 from hpcpull.faults import CRASH_POINTS
-from hpcpull.staging.sandbox import transfer_output_sandbox
+from hpcpull.staging.output_sandbox import transfer_output_sandbox
 from hpcpull.state import jobdir as jd
 from hpcpull.state.submission import load_state
 from hpcpull.testing.router_sim import HookCall, RouterSim
@@ -281,7 +281,7 @@ def test_output_return_killed_midway_and_repeated_is_complete_without_temporary_
     (tmp_path / "job.ad").write_text(ad.printOld())
     child = (
         "import sys\nfrom pathlib import Path\nfrom hpcpull.router.classads import parse_old_ad\n"
-        "from hpcpull.staging.sandbox import transfer_output_sandbox\n"
+        "from hpcpull.staging.output_sandbox import transfer_output_sandbox\n"
         "transfer_output_sandbox(parse_old_ad(open(sys.argv[1]).read()), Path(sys.argv[2]), link=True)\n"
     )
     env = {**os.environ, "HPCPULL_TEST_CRASH_AT": "finalize:returned-one-output",

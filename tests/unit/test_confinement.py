@@ -20,7 +20,8 @@ import pytest
 
 from hpcpull.errors import JobRejected, SandboxError
 from hpcpull.staging.credentials import refresh_credentials, stage_credentials
-from hpcpull.staging.sandbox import transfer_input_sandbox, transfer_output_sandbox
+from hpcpull.staging.input_sandbox import transfer_input_sandbox
+from hpcpull.staging.output_sandbox import transfer_output_sandbox
 from hpcpull.state.jobdir import CONTROL_DIR, STDERR, STDOUT
 
 SECRET = "not the job's: a file of the gateway account\n"

@@ -1,4 +1,4 @@
-"""hpcpull.staging.sandbox: HTCondor file-transfer semantics on real files."""
+"""hpcpull.staging.input_sandbox and output_sandbox: HTCondor file-transfer semantics on real files."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import classad2
 import pytest
 
 from hpcpull.errors import SandboxError
-from hpcpull.staging import sandbox as sb
-from hpcpull.staging.sandbox import OutputReport, transfer_input_sandbox, transfer_output_sandbox
+from hpcpull.staging import files as sb
+from hpcpull.staging import input_sandbox
+from hpcpull.staging.input_sandbox import transfer_input_sandbox
+from hpcpull.staging.output_sandbox import OutputReport, transfer_output_sandbox
 from hpcpull.state.jobdir import CONTROL_DIR, INPUT_MANIFEST, STDERR, STDOUT
 
 
@@ -261,7 +263,7 @@ def test_interrupted_staging_never_appears_under_final_name(
         assert sandbox.name.startswith("3.staging-")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sb, "_write_manifest", crash)
+    monkeypatch.setattr(input_sandbox, "_write_manifest", crash)
     with pytest.raises(KeyboardInterrupt):
         stage(make_ad(iwd, TransferInput="a.txt"), dest)
     assert not (dest / "42" / "3").exists()
