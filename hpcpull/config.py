@@ -210,7 +210,7 @@ class RouteSettings:
     allowed_queues: tuple[str, ...] = ("*",)
     allowed_accounts: tuple[str, ...] = ("*",)
     gpu_type: str = ""
-    launcher: tuple[LaunchStep, ...] = ()  # HPCPULL_LAUNCHER (launch.py)
+    launcher: tuple[LaunchStep, ...] = ()  # HPCPULL_LAUNCHER (script/launchers.py)
     container_image: str = ""
     # Batch states that resubmit the job (at most max_requeues times) instead of holding it.
     requeue_on: tuple[str, ...] = ("NODE_FAIL", "BOOT_FAIL", "PREEMPTED")

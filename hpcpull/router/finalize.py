@@ -15,6 +15,7 @@ from hpcpull.router.protocol import HookResult, _main, updates
 from hpcpull.router.routed_job import RoutedJob
 from hpcpull.staging.spool import is_spooled, spool_dir
 from hpcpull.state import jobdir as jd
+from hpcpull.state.eventlog import FINALIZE_FAILED, finalize_note
 from hpcpull.state.submission import JobLock, load_state, save_state
 
 
@@ -46,11 +47,10 @@ def finalize(text: str, config: Config, now: Optional[float] = None) -> HookResu
         # submitter fetches a spooled job's output (HTCondor-C, condor_transfer_data).
         printed["SpooledOutputFiles"] = ",".join(report.returned)
         errors = list(report.errors)
-        note(job, "finalize", f"returned {len(report.returned)} output(s)"
-             + (f"; {len(errors)} problem(s): {'; '.join(errors)}" if errors else ""))
+        note(job, "finalize", finalize_note(len(report.returned), errors))
     except Exception as exc:  # noqa: BLE001 - FINALIZE must not fail (see module doc)
         errors = [str(exc) or type(exc).__name__]
-        note(job, "finalize", f"output transfer failed: {errors[0]}")
+        note(job, "finalize", FINALIZE_FAILED.format(problem=errors[0]))
     # Accounting: who ran what for which access point, in the job ad and the log.
     for attr, value in (("HpcPullBatchJobId", copy.batch_job_id), ("HpcPullSite", copy.site),
                         ("HpcPullLrms", copy.lrms)):

@@ -48,8 +48,8 @@ def updates(attributes: dict[str, Value], *messages: str) -> HookResult:
     return HookResult(format_attributes(attributes) if attributes else "", 0, list(messages))
 
 
-_MALFORMED_EXIT = {"translate": 2, "update": 0, "finalize": 0, "cleanup": 0}
-_FAILED_EXIT = {"translate": 1, "update": 0, "finalize": 0, "cleanup": 1}
+MALFORMED_EXIT = {"translate": 2, "update": 0, "finalize": 0, "cleanup": 0}
+FAILED_EXIT = {"translate": 1, "update": 0, "finalize": 0, "cleanup": 1}
 
 _JOB_DIR_LINE = re.compile(r'^HpcPullJobDir = "([^"\\\n]*)"$', re.M)
 _ROUTE_LINE = re.compile(r'^(?:RouteName|HpcPullSite) = "([A-Za-z0-9_]+)"$', re.M)
@@ -89,18 +89,18 @@ def _run_hook(name: str, hook: Callable[[str, Config], HookResult], stdin: bytes
     try:
         text = stdin.decode("utf-8")
         if os.geteuid() == 0 and not config.gateway().allow_root:
-            return "", _FAILED_EXIT[name] or 1, [
+            return "", FAILED_EXIT[name] or 1, [
                 f"hpcpull {name}: refusing to run as root (hooks run as the job owner; "
                 "set HPCPULL_ALLOW_ROOT = true only for a test gateway)"]
         result = hook(text, config)
     except UnicodeDecodeError:
-        return "", _MALFORMED_EXIT[name], [f"hpcpull {name}: stdin is not UTF-8 text"]
+        return "", MALFORMED_EXIT[name], [f"hpcpull {name}: stdin is not UTF-8 text"]
     except MalformedInput as exc:
-        return "", _MALFORMED_EXIT[name], [f"hpcpull {name}: malformed input: {exc}"]
+        return "", MALFORMED_EXIT[name], [f"hpcpull {name}: malformed input: {exc}"]
     except (ConfigError, HpcPullError, LrmsError) as exc:
-        return "", _FAILED_EXIT[name], [f"hpcpull {name}: {exc}"]
+        return "", FAILED_EXIT[name], [f"hpcpull {name}: {exc}"]
     except Exception as exc:  # noqa: BLE001 - never let a traceback replace the one line
-        return "", _FAILED_EXIT[name], [f"hpcpull {name}: internal error: {type(exc).__name__}: {exc}"]
+        return "", FAILED_EXIT[name], [f"hpcpull {name}: internal error: {type(exc).__name__}: {exc}"]
     lines = [f"hpcpull {name}: {m}" for m in result.messages]
     _record_hook_io(name, text, result.stdout, lines, config)
     return result.stdout, result.exit_code, lines

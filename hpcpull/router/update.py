@@ -218,8 +218,10 @@ def _report(visit: _Visit, state: SubmissionState, seen: Observation) -> HookRes
     if "JobStatus" in printed:
         note(job, "update", f"JobStatus {copy.status} -> {printed['JobStatus']}"
              + (f": {seen.hold.reason}" if seen.hold else ""))
-        event(gateway, "STATUS", copy, batch_job=state.batch_job_id, status=f"{copy.status}->{printed['JobStatus']}",
-              reason=seen.hold.reason if seen.hold else None)
+        from hpcpull.state.eventlog import status_change  # a change: the log is written anyway
+
+        event(gateway, "STATUS", copy, batch_job=state.batch_job_id,
+              status=status_change(copy.status, printed["JobStatus"]), reason=seen.hold.reason if seen.hold else None)
     return updates(printed)
 
 

@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence, Union
 from hpcpull.admin.doctor.findings import FAIL, OK, WARN, DoctorBase, knob_list, tail
 from hpcpull.admin.doctor.hook_files import behind_front_end, executable_problems, python_hook
 from hpcpull.admin.doctor.owner_access import INSTALL_FIX, Account, as_command, hook_account, owner_problem
+from hpcpull.router.protocol import MALFORMED_EXIT
 from hpcpull.state.accounts import current_user
 
 # (check name, HTCondor hook type) -- knobs <KEYWORD>_HOOK_<type> (JobRouterHookMgr).
@@ -23,9 +24,6 @@ HOOKS = (
 )
 KEYWORD = "HPCPULL"
 POLLER = "HPCPULL"                # SCHEDD_CRON_JOBLIST entry of the poller (50-hpcpull.conf)
-# What a hook prints for the blank line the doctor sends: "malformed input" (the hook
-# started, loaded hpcpull and the configuration) with these exit codes (hooks.py).
-MALFORMED_EXIT = {"translate": 2, "update": 0, "finalize": 0, "cleanup": 0}
 
 
 def cron_period(text: Optional[str]) -> Optional[float]:
@@ -141,6 +139,8 @@ class HookChecks(DoctorBase):
                          f"run it by hand: echo | {as_command(account, switch)}{path}; {INSTALL_FIX}")
                 continue
             stderr = proc.stderr.decode("utf-8", "replace")
+            # the blank line sent is malformed input: a hook that answers so has started,
+            # loaded hpcpull and read the configuration (router/protocol.py exit codes)
             if proc.returncode == MALFORMED_EXIT[short] and f"hpcpull {short}: malformed input" in stderr:
                 answered.append(short)
             elif proc.returncode == 1 and f"hpcpull {short}: refusing to run as root" in stderr:
