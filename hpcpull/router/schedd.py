@@ -49,7 +49,10 @@ class GatewaySchedd(Protocol):
 
     def job_status(self, job_id: str) -> Optional[int]:
         """JobStatus of ``job_id`` (None: not in the queue, or the schedd cannot tell now)."""
-        ...
+        try:
+            return self.source_status(job_id)
+        except ScheddUnreachable:
+            return None
 
     def source_status(self, job_id: str) -> Optional[int]:
         """JobStatus of ``job_id``, None if it is not in the queue; ScheddUnreachable if the
@@ -69,7 +72,7 @@ def _failure(exc: Exception) -> str:
     return str(exc).strip() or type(exc).__name__
 
 
-class HTCondorSchedd:
+class HTCondorSchedd(GatewaySchedd):
     """The local schedd, through ``htcondor2.Schedd``."""
 
     def hand_back(self, job_id: str) -> Outcome:
@@ -81,12 +84,6 @@ class HTCondorSchedd:
         if outcome.gone:
             return Outcome(False, f"{job_id} had already left the queue", gone=True)
         return outcome
-
-    def job_status(self, job_id: str) -> Optional[int]:
-        try:
-            return self.source_status(job_id)
-        except ScheddUnreachable:
-            return None
 
     def source_status(self, job_id: str) -> Optional[int]:
         import htcondor2
@@ -138,7 +135,7 @@ def _counts(result: Any) -> str:
     return ", ".join(f"{k} = {_count(result, k)}" for k in keys)
 
 
-class ScheddTestDouble:
+class ScheddTestDouble(GatewaySchedd):
     """TEST DOUBLE, not a schedd: records each call as a JSON line in ``path``.
 
     Selected only by the HPCPULL_SCHEDD_DOUBLE knob, which the test and demo harness
@@ -169,12 +166,6 @@ class ScheddTestDouble:
         if not outcome.applied:
             return outcome
         return Outcome(True, f"handed {job_id} back to the schedd (test double)")
-
-    def job_status(self, job_id: str) -> Optional[int]:
-        try:
-            return self.source_status(job_id)
-        except ScheddUnreachable:
-            return None
 
     def source_status(self, job_id: str) -> Optional[int]:
         try:
