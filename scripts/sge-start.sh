@@ -19,7 +19,7 @@ command -v sge_qmaster >/dev/null || [ -x /usr/sbin/sge_qmaster ] || {
 H=$(hostname)
 C=$SGE_ROOT/$SGE_CELL/common
 mkdir -p /var/run/gridengine && chown sgeadmin:sgeadmin /var/run/gridengine
-# Pitfall: /etc/hosts maps 127.0.0.1 to "localhost" first, so SGE's reverse lookup of the
+# Note: /etc/hosts maps 127.0.0.1 to "localhost" first, so SGE's reverse lookup of the
 # hostname gives "localhost" and qmaster rejects clients ("access denied ... client IP
 # resolved to host name localhost").  host_aliases makes both names one host.
 echo "$H localhost" > "$C/host_aliases"; chown sgeadmin:sgeadmin "$C/host_aliases"
