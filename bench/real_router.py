@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=float, default=30, help="seconds per measured window (default 30)")
     parser.add_argument("--rounds", type=int, default=2, help="hpcpull/no-op window pairs (default 2)")
     parser.add_argument("--poller-period", type=int, default=20, help="SCHEDD_CRON_HPCPULL_PERIOD (default 20)")
+    parser.add_argument("--chunk", type=int, default=0,
+                        help="update-cost: submit the jobs N at a time, each N routed before the next "
+                             "(default: all at once; the router's own burst limits are in the README)")
     parser.add_argument("--skip-routing", action="store_true", help="measure only the UPDATE cost")
     parser.add_argument("--skip-update", action="store_true", help="measure only routing throughput")
     parser.add_argument("--slurm-conf", default=None, help="use this Slurm instead of a private one")
@@ -194,12 +197,18 @@ def routing(pool: PersonalPool, slurm_env: dict[str, str], jobs: int) -> Result:
 
 
 def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Namespace) -> Result:
-    cluster = submit(pool, args.jobs, "steady")
+    chunk = args.chunk if 0 < args.chunk < args.jobs else args.jobs
+    clusters, submitted = [], 0
+    while submitted < args.jobs:
+        size = min(chunk, args.jobs - submitted)
+        clusters.append(submit(pool, size, "steady"))
+        submitted += size
 
-    def steady() -> bool:
-        copies = pool.q('RoutedFromJobId =!= undefined && HpcPullFastIndex =!= undefined', ["ClusterId"])
-        return len(copies) >= args.jobs
-    wait_until(steady, 120 + args.jobs * 2.0, f"{args.jobs} routed copies with the status index")
+        def steady(expected: int = submitted) -> bool:
+            copies = pool.q('RoutedFromJobId =!= undefined && HpcPullFastIndex =!= undefined', ["ClusterId"])
+            return len(copies) >= expected
+        wait_until(steady, 120 + 2 * args.polling + size * 2.0, f"{submitted} routed copies with the status index")
+        print(f"{NAME}: {submitted} of {args.jobs} jobs routed", file=sys.stderr, flush=True)
     time.sleep(2 * args.polling)
     router = pool.daemon_pid("condor_job_router")
     schedd = pool.daemon_pid("condor_schedd")
@@ -232,13 +241,13 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
     per_h, per_n = h_cpu / max(h_runs, 1), n_cpu / max(n_runs, 1)
     seconds = 2 * args.rounds * args.window
     polls = poller_cpu / (seconds / args.poller_period)
-    left = pool.q(f"ClusterId == {cluster}", ["JobStatus"])
+    left = pool.q(" || ".join(f"ClusterId == {c}" for c in clusters), ["JobStatus"])
     return Result(
         "real-router-update-cpu", per_h * 1000, per_n * 1000, "ms/run", "<= 2x the no-op hook",
         met=per_h <= 2 * per_n,
         details=[
-            f"{args.jobs} routed jobs, polling every {args.polling} s, {args.rounds} x {number(args.window)} s "
-            "per side, swapped in place on the same router",
+            f"{args.jobs} routed jobs (submitted {chunk} at a time), polling every {args.polling} s, "
+            f"{args.rounds} x {number(args.window)} s per side, swapped in place on the same router",
             f"hpcpull-update: {h_runs} runs, {number(h_cpu)} s CPU ({number(h_cpu / (seconds / 2))} cores); "
             f"no-op: {n_runs} runs, {number(n_cpu)} s CPU ({number(n_cpu / (seconds / 2))} cores)",
             f"poller (schedd cron, every {args.poller_period} s): {number(polls * 1000)} ms CPU per run "
