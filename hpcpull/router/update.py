@@ -281,9 +281,9 @@ def _ended_without_exit_status(visit: _Visit, state: SubmissionState, batch: Bat
 
 def _finished(visit: _Visit, state: SubmissionState, batch: BatchSystem, record: ExitRecord) -> Observation:
     """The payload exited: completed -- unless an output file it promised is missing, which
-    holds the job as HTCondor does (outputs.py).  The file may still be on its way over the
+    holds the job as HTCondor does (missing_outputs.py).  The file may still be on its way over the
     shared filesystem, so it is waited for HPCPULL_EXIT_FILE_GRACE first.  Caller holds the lock."""
-    from hpcpull.staging.outputs import hold_for_missing_outputs, missing_outputs
+    from hpcpull.router.missing_outputs import hold_for_missing_outputs, missing_outputs
 
     job, now = visit.job, visit.now
     missing = missing_outputs(visit.copy.ad, job.path, record)

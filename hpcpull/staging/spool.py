@@ -12,8 +12,6 @@ from typing import Optional
 
 import classad2
 
-from hpcpull.router.classads import string_attr
-
 
 def spool_dir() -> str:
     """The schedd's SPOOL of this configuration ("" when unset)."""
@@ -27,6 +25,7 @@ def is_spooled(ad: classad2.ClassAd, spool: Optional[str] = None) -> bool:
     (this configuration's SPOOL when not given)."""
     if "SUBMIT_Iwd" in ad:
         return True
-    iwd = string_attr(ad, "Iwd")
+    iwd = ad.get("Iwd")
+    iwd = iwd if isinstance(iwd, str) else ""
     spool = spool_dir() if spool is None else spool
     return bool(spool and iwd) and (iwd == spool or iwd.startswith(spool.rstrip("/") + "/"))

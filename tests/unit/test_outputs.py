@@ -1,4 +1,4 @@
-"""Promised outputs that are missing hold the job as HTCondor does (hpcpull/staging/outputs.py, jobstate)."""
+"""Promised outputs that are missing hold the job as HTCondor does (hpcpull/router/missing_outputs.py, jobstate)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from hpcpull import holds
 from hpcpull.router.jobstate import ExitRecord, Observation, Phase, transition
-from hpcpull.staging.outputs import hold_for_missing_outputs, missing_outputs
+from hpcpull.router.missing_outputs import hold_for_missing_outputs, missing_outputs
 
 OK = ExitRecord(exit_code=0, exit_signal=None, start=1000.0, end=1020.0, wall_s=20.0,
                 user_cpu_s=1.0, sys_cpu_s=0.0, max_rss_kb=1024)
