@@ -71,6 +71,7 @@ GLOBAL_KNOBS: dict[str, str] = {
     "LOG": "/var/log/condor/hpcpull/HpcPullLog",
     "MAX_LOG": "10000000",
     "FAST_UPDATE": "true",
+    "UPDATE_INTERVAL": "0",
 }
 
 # The batch systems a route may name: the registry's (importing it imports no adapter).
@@ -248,6 +249,7 @@ class GatewaySettings:
     debug: tuple[str, ...] = ()      # HPCPULL_DEBUG levels, e.g. ("D_FULLDEBUG",)
     max_log_bytes: int = 10_000_000
     fast_update: bool = True         # UPDATE's shell front end may answer steady-state polls
+    update_interval_s: int = 0       # HPCPULL_UPDATE_INTERVAL (router/cadence.py); 0: every poll
 
 
 class Config:
@@ -263,6 +265,11 @@ class Config:
     def _raw(self, name: str, default: str) -> str:
         value = self._lookup(name)
         return default if value is None else _explicit(value)
+
+    def param(self, name: str) -> Optional[str]:
+        """Any configuration knob, HTCondor's own included; None when not set."""
+        value = self._lookup(name)
+        return None if value is None else _explicit(value)
 
     def global_knob(self, knob: str) -> str:
         return self._raw(f"HPCPULL_{knob}", GLOBAL_KNOBS[knob])
@@ -298,6 +305,7 @@ class Config:
             allow_root=_as_bool("HPCPULL_ALLOW_ROOT", self.global_knob("ALLOW_ROOT")),
             debug=_as_debug_levels(self.global_knob("DEBUG")),
             fast_update=_as_bool("HPCPULL_FAST_UPDATE", self.global_knob("FAST_UPDATE")),
+            update_interval_s=int(_as_float("HPCPULL_UPDATE_INTERVAL", self.global_knob("UPDATE_INTERVAL"))),
         )
 
     def is_hpcpull_route(self, route: str) -> bool:

@@ -16,6 +16,7 @@ from hpcpull.errors import ConfigError, HpcPullError, JobRejected
 from hpcpull.faults import crash_point
 from hpcpull.lrms.base import LrmsError
 from hpcpull.router import teardown
+from hpcpull.router.cadence import RESTING_SUFFIX, cadence
 from hpcpull.router.classads import (
     MalformedInput,
     format_ad,
@@ -132,7 +133,7 @@ def translate(text: str, config: Config) -> HookResult:
     routed["HpcPullSite"] = route.name
     routed["HpcPullLrms"] = route.lrms
     routed["HpcPullPriorWallClock"] = number_attr(source, "RemoteWallClockTime")
-    messages = []
+    messages = _set_update_cadence(source, routed, config)
     job: Optional[jd.JobDir] = None
     try:
         owner = string_attr(source, "Owner")
@@ -178,6 +179,23 @@ def translate(text: str, config: Config) -> HookResult:
         event(config.gateway(), "REFUSED", RoutedJob.of(routed), reason=rejected.reason,
               owner=string_attr(source, "Owner"))
     return HookResult(format_ad(routed), 0, messages)
+
+
+def _set_update_cadence(source: classad2.ClassAd, routed: classad2.ClassAd, config: Config) -> list[str]:
+    """Give the copy the HookKeyword that spaces its UPDATEs (router/cadence.py), unless the
+    job chose hooks of its own: a plain string.  An expression is an earlier routing's; with
+    no interval configured now, the copy carries the plain keyword, which the router copies
+    back over it."""
+    own = str(source.lookup("HookKeyword")) if "HookKeyword" in source else ""
+    keyword = config.param("JOB_ROUTER_HOOK_KEYWORD") or ""
+    if own.startswith('"') and own != f'"{keyword}"':
+        return []
+    chosen, why = cadence(config)
+    if chosen is not None:
+        routed["HookKeyword"] = classad2.ExprTree(chosen.hook_keyword(_job_id(source)))
+    elif RESTING_SUFFIX in own and keyword:
+        routed["HookKeyword"] = keyword
+    return [why] if why else []
 
 
 def _adopt_earlier_submission(job: jd.JobDir, source: classad2.ClassAd, route: RouteSettings,

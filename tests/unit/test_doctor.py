@@ -255,6 +255,19 @@ def test_hook_keyword_unset_or_another_one_is_a_warning(gw, capsys) -> None:
     assert "RC_HOOK_*" in one(checks, "hook-keyword", "WARN")["message"]
 
 
+def test_an_update_interval_is_checked_against_the_resting_keyword(gw, capsys) -> None:
+    _, checks = diagnose(capsys)
+    assert "update-interval" not in checks  # 0, the default: an UPDATE at every poll
+    gw.write(HPCPULL_UPDATE_INTERVAL="60")
+    _, checks = diagnose(capsys)
+    assert "once per 60 s, in a 12 s window" in one(checks, "update-interval", "OK")["message"]
+    gw.write(HPCPULL_RESTING_HOOK_JOB_CLEANUP='""')
+    _, checks = diagnose(capsys)
+    failed = one(checks, "update-interval", "FAIL")
+    assert "HPCPULL_RESTING_HOOK_JOB_CLEANUP must name the same hook" in failed["message"]
+    assert "HPCPULL_UPDATE_INTERVAL = 0" in failed["fix"]
+
+
 def test_poller_missing_from_the_joblist_or_slower_than_the_status_age(gw, capsys) -> None:
     gw.write(SCHEDD_CRON_JOBLIST="")
     _, checks = diagnose(capsys)

@@ -14,9 +14,11 @@ from hpcpull.admin.doctor.hooks import HOOKS
 from hpcpull.config import GLOBAL_KNOBS, ROUTE_KNOBS
 from hpcpull.errors import ConfigError
 from hpcpull.lrms.base import one_line
+from hpcpull.router.cadence import SHARED_HOOKS
 
 # Knobs hpcpull (or HTCondor, for keyword HPCPULL) reads besides ROUTE_KNOBS/GLOBAL_KNOBS.
-OTHER_KNOBS = ("BIN_DIR", "ATTRS_TO_COPY", "HOOK_JOB_EXIT") + tuple(f"HOOK_{kind}" for _, kind in HOOKS)
+OTHER_KNOBS = ("BIN_DIR", "ATTRS_TO_COPY", "HOOK_JOB_EXIT") + tuple(f"HOOK_{kind}" for _, kind in HOOKS) + tuple(
+    f"RESTING_{knob}" for knob in ("ATTRS_TO_COPY", *(f"HOOK_{hook}" for hook in SHARED_HOOKS)))
 
 
 def check_config_loads(env: Optional[Mapping[str, str]] = None) -> Check:

@@ -12,6 +12,8 @@ from typing import Any, Optional, Sequence, Union
 from hpcpull.admin.doctor.findings import FAIL, OK, WARN, DoctorBase, knob_list, tail
 from hpcpull.admin.doctor.hook_files import behind_front_end, executable_problems, python_hook
 from hpcpull.admin.doctor.owner_access import INSTALL_FIX, Account, as_command, hook_account, owner_problem
+from hpcpull.config import ConfigError
+from hpcpull.router.cadence import cadence
 from hpcpull.router.protocol import MALFORMED_EXIT
 from hpcpull.state.accounts import current_user
 
@@ -72,6 +74,7 @@ class HookChecks(DoctorBase):
                     self.add(OK, f"hook.{short}", f"{knob} = {path} passes HTCondor's checks{reach}")
                 runnable.append((short, python_hook(path)))
         self._check_keyword(keyword)
+        self._check_update_cadence()
         if runnable and account is not None:
             self._check_hooks_run(runnable, account)
 
@@ -103,6 +106,25 @@ class HookChecks(DoctorBase):
                      f"JOB_ROUTER_HOOK_KEYWORD = {keyword}: jobs without their own HookKeyword get "
                      f"{keyword}_HOOK_* hooks, not hpcpull's {KEYWORD}_HOOK_*",
                      f'set JOB_ROUTER_HOOK_KEYWORD = {KEYWORD}, or have the jobs set +HookKeyword = "{KEYWORD}"')
+
+    def _check_update_cadence(self) -> None:
+        """HPCPULL_UPDATE_INTERVAL works through a second hook keyword (router/cadence.py)."""
+        try:
+            interval = self.config.gateway().update_interval_s
+        except ConfigError:
+            return  # reported with the other gateway knobs
+        if interval <= 0:
+            return
+        chosen, why = cadence(self.config)
+        if chosen is not None:
+            self.add(OK, "update-interval", f"each routed job's UPDATE runs once per {chosen.interval_s} s, in a "
+                     f"{chosen.window_s} s window of its own (HookKeyword {chosen.keyword} / {chosen.resting})")
+        elif why:
+            self.add(FAIL, "update-interval", why,
+                     "keep the HPCPULL_RESTING_* lines of 50-hpcpull.conf, or set HPCPULL_UPDATE_INTERVAL = 0")
+        else:
+            self.add(OK, "update-interval", f"HPCPULL_UPDATE_INTERVAL = {interval} s is no longer than one "
+                     "poll: an UPDATE at every poll")
 
     def _check_hooks_run(self, hooks: Sequence[tuple[str, str]], account: Account) -> None:
         """Run each hook on a blank line as ``account`` (this process's user when not root):

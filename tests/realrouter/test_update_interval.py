@@ -1,0 +1,80 @@
+"""HPCPULL_UPDATE_INTERVAL on the real job router: fewer UPDATE hooks, and nothing else lost.
+
+The router must run a routed job's UPDATE only in the job's window (once per interval), and
+still notice in time what needs no UPDATE: condor_rm (CLEANUP under the resting keyword
+cancels the batch job) and completion (the job's last UPDATE reports it, FINALIZE runs)."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Callable, Iterator
+
+import pytest
+
+from tests.plugins.condor import POLL, SLURM_ROUTES, GatewayPool
+
+INTERVAL = 20  # > the window, POLL + 2 s, so that most polls skip a given job
+JOBS = 3
+
+
+@pytest.fixture(scope="module")
+def spaced_gateway(make_gateway_pool: Callable[..., GatewayPool], slurm_env: dict[str, str]) -> Iterator[GatewayPool]:
+    gateway = make_gateway_pool("interval", SLURM_ROUTES, slurm_env, with_startd=False,
+                                HPCPULL_UPDATE_INTERVAL=str(INTERVAL))
+    yield gateway
+    gateway.pool.stop()
+
+
+def _log_since(gateway: GatewayPool, offset: int) -> str:
+    return gateway.pool.router_log_text()[offset:]
+
+
+def test_updates_are_spaced_and_rm_and_completion_still_arrive(spaced_gateway: GatewayPool) -> None:
+    gw = spaced_gateway
+    directory = gw.job_dir("spaced")
+    cluster = gw.submit(directory, f"""\
+executable = /bin/sh
+arguments = "-c 'sleep $(Process)0; sleep 50; exit 3'"
+log = job.log
++WantHpc = true
+queue {JOBS}
+""")
+
+    def routed() -> bool:
+        copies = gw.pool.q(f'regexp("^{cluster}[.]", RoutedFromJobId)', ["HpcPullBatchJobId"])
+        # condor_q -af evaluates the expression, as the router's getHookKeyword does
+        keywords = gw.pool.tool(["condor_q", "-allusers", str(cluster), "-af", "HookKeyword"]).stdout.split()
+        return (len(copies) == JOBS and all(c.get("HpcPullBatchJobId") for c in copies)
+                and len(keywords) == JOBS and set(keywords) <= {"HPCPULL", "HPCPULL_RESTING"})
+    gw.wait_for(routed, 120, "every job routed, submitted, and carrying the UPDATE window")
+    raw = gw.pool.tool(["condor_q", f"{cluster}.0", "-l"]).stdout
+    assert re.search(r'^HookKeyword = ifThenElse\(Managed =\?= "Schedd"', raw, re.M), raw
+
+    # Steady state: count the router's polls and its UPDATE hooks over two intervals.
+    offset = len(gw.pool.router_log_text())
+    time.sleep(2 * INTERVAL)
+    log = _log_since(gw, offset)
+    polls = len(re.findall(r"JobRouter: polling state of \(\d+\) managed jobs", log))
+    updates = len(re.findall(r"HOOK_UPDATE_JOB_INFO \(.*\) invoked", log))
+    every_poll = polls * JOBS
+    assert polls >= 2 * INTERVAL // POLL - 2, log[-3000:]
+    # about (POLL + 2) / POLL runs per job per interval: 2 intervals x 3 jobs x 1.4
+    assert 0 < updates <= every_poll * (POLL + 2) / INTERVAL + JOBS, (updates, every_poll)
+
+    # condor_rm between windows: CLEANUP (same hook under either keyword) cancels the batch job.
+    job_id = next(c["HpcPullBatchJobId"] for c in gw.pool.q(f'RoutedFromJobId == "{cluster}.2"',
+                                                             ["HpcPullBatchJobId"]))
+    removed_at = time.time()
+    gw.pool.tool(["condor_rm", f"{cluster}.2"])
+    gw.wait_for(lambda: gw.batch_state(job_id) in ("", "CANCELLED"), 3 * POLL + 30,
+                f"batch job {job_id} of the removed job cancelled")
+    assert time.time() - removed_at < INTERVAL + 30
+
+    # Completion reaches the user within an interval plus a poller period (and FINALIZE runs).
+    for proc in (0, 1):
+        def left(proc: int = proc) -> object:
+            found = gw.pool.q(f"ClusterId == {cluster} && ProcId == {proc}", ["JobStatus"])
+            return None if found else gw.pool.history(f"ClusterId == {cluster} && ProcId == {proc}")
+        history = gw.wait_for(left, 60 + 10 * proc + INTERVAL + 60, f"job {cluster}.{proc} to finish")
+        assert history[0]["ExitCode"] == 3, history[0]

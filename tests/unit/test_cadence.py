@@ -1,0 +1,120 @@
+"""HPCPULL_UPDATE_INTERVAL: the HookKeyword that spaces a routed job's UPDATEs."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import classad2
+import pytest
+
+from hpcpull.config import Config
+from hpcpull.router.cadence import Cadence, cadence, resting_keyword_problem, window_for
+
+SHIPPED = {
+    "JOB_ROUTER_HOOK_KEYWORD": "HPCPULL",
+    "HPCPULL_HOOK_TRANSLATE_JOB": "/opt/hpcpull/bin/hpcpull-translate",
+    "HPCPULL_HOOK_UPDATE_JOB_INFO": "/opt/hpcpull/bin/hpcpull-update",
+    "HPCPULL_HOOK_JOB_FINALIZE": "/opt/hpcpull/bin/hpcpull-finalize",
+    "HPCPULL_HOOK_JOB_CLEANUP": "/opt/hpcpull/bin/hpcpull-cleanup",
+    "HPCPULL_ATTRS_TO_COPY": "HpcPullBatchJobId HookKeyword",
+    "HPCPULL_RESTING_HOOK_TRANSLATE_JOB": "/opt/hpcpull/bin/hpcpull-translate",
+    "HPCPULL_RESTING_HOOK_JOB_FINALIZE": "/opt/hpcpull/bin/hpcpull-finalize",
+    "HPCPULL_RESTING_HOOK_JOB_CLEANUP": "/opt/hpcpull/bin/hpcpull-cleanup",
+    "HPCPULL_RESTING_ATTRS_TO_COPY": "HpcPullBatchJobId HookKeyword",
+}
+
+
+def config(**knobs: Optional[str]) -> Config:
+    values = {**SHIPPED, **knobs}
+    return Config(lambda name: values.get(name))
+
+
+def keyword(expression: str, at: Optional[int] = None, **attrs: object) -> object:
+    """What the router's getHookKeyword sees: HookKeyword evaluated in the source ad (at
+    time ``at``, written into the expression in place of time())."""
+    ad = classad2.ClassAd({"HpcPullBatchJobId": "42", **attrs})
+    text = expression if at is None else expression.replace("time()", str(at))
+    ad["HookKeyword"] = classad2.ExprTree(text)
+    return ad.eval("HookKeyword")
+
+
+def test_no_interval_means_every_poll() -> None:
+    assert cadence(config()) == (None, "")
+    assert cadence(config(HPCPULL_UPDATE_INTERVAL="0")) == (None, "")
+
+
+def test_an_interval_no_longer_than_a_poll_changes_nothing() -> None:
+    # polling 30 s: a window of 36 s; an interval of 30 s is every poll anyway
+    assert cadence(config(HPCPULL_UPDATE_INTERVAL="30", JOB_ROUTER_POLLING_PERIOD="30")) == (None, "")
+
+
+def test_the_window_holds_a_poll_with_room_for_a_late_one() -> None:
+    chosen, why = cadence(config(HPCPULL_UPDATE_INTERVAL="60"))
+    assert why == ""
+    assert chosen == Cadence("HPCPULL", "HPCPULL_RESTING", 60, window_for(10))
+    assert window_for(10) == 12 and window_for(5) == 7 and window_for(60) == 72
+
+
+def test_each_job_gets_exactly_one_window_per_interval() -> None:
+    chosen = Cadence("HPCPULL", "HPCPULL_RESTING", 60, 12)
+    expression = chosen.hook_keyword("1234.5")
+    seconds = [keyword(expression, at=t) for t in range(1_800_000_000, 1_800_000_000 + 120)]
+    assert seconds.count("HPCPULL") == 24 and seconds.count("HPCPULL_RESTING") == 96
+    first = seconds.index("HPCPULL")
+    window = seconds[first:first + 12]
+    assert window == ["HPCPULL"] * 12, "the window is one stretch of 12 s"
+    assert seconds[first + 60:first + 72] == window, "and comes back after 60 s"
+
+
+def test_windows_are_spread_over_the_interval() -> None:
+    chosen = Cadence("HPCPULL", "HPCPULL_RESTING", 60, 12)
+    now = 1_800_000_000
+    awake = [keyword(chosen.hook_keyword(f"{cluster}.{proc}"), at=now) == "HPCPULL"
+             for cluster in range(100, 120) for proc in range(100)]
+    assert 0.15 < sum(awake) / len(awake) < 0.25  # 12 / 60 of the jobs at any one time
+
+
+def test_a_job_without_a_batch_job_is_updated_at_every_poll() -> None:
+    """Submission waiting for a throttle is retried by UPDATE: no resting for it."""
+    expression = Cadence("HPCPULL", "HPCPULL_RESTING", 60, 12).hook_keyword("7.0")
+    ad = classad2.ClassAd()
+    for t in range(1_800_000_000, 1_800_000_060):
+        ad["HookKeyword"] = classad2.ExprTree(expression.replace("time()", str(t)))
+        assert ad.eval("HookKeyword") == "HPCPULL"
+
+
+def test_outside_the_router_the_job_has_no_keyword() -> None:
+    """Given back (Managed = "Schedd") and run by a startd: as if HookKeyword were not set."""
+    expression = Cadence("HPCPULL", "HPCPULL_RESTING", 60, 12).hook_keyword("7.0")
+    assert keyword(expression, Managed="Schedd") is classad2.Value.Undefined
+    assert keyword(expression, Managed="ScheddDone") is classad2.Value.Undefined
+    assert keyword(expression, Managed="External") in ("HPCPULL", "HPCPULL_RESTING")  # the schedd's, while routed
+
+
+@pytest.mark.parametrize("knob, value, says", [
+    ("HPCPULL_RESTING_HOOK_JOB_CLEANUP", None, "HPCPULL_RESTING_HOOK_JOB_CLEANUP must name the same hook"),
+    ("HPCPULL_RESTING_HOOK_TRANSLATE_JOB", "/elsewhere/translate", "HPCPULL_RESTING_HOOK_TRANSLATE_JOB must"),
+    ("HPCPULL_RESTING_HOOK_UPDATE_JOB_INFO", "/opt/hpcpull/bin/hpcpull-update", "must not be set"),
+    ("HPCPULL_ATTRS_TO_COPY", "HpcPullBatchJobId", "must list HookKeyword"),
+    ("HPCPULL_RESTING_ATTRS_TO_COPY", "HpcPullBatchJobId", "must equal HPCPULL_ATTRS_TO_COPY"),
+])
+def test_a_resting_keyword_that_would_lose_a_hook_turns_the_interval_off(knob: str, value: Optional[str],
+                                                                        says: str) -> None:
+    broken = config(HPCPULL_UPDATE_INTERVAL="60", **{knob: value})
+    assert says in (resting_keyword_problem(broken, "HPCPULL") or "")
+    chosen, why = cadence(broken)
+    assert chosen is None and "HPCPULL_UPDATE_INTERVAL is ignored" in why and says in why
+
+
+def test_the_shipped_defaults_file_configures_the_resting_keyword(condor_config) -> None:
+    import htcondor2
+
+    condor_config({"Slurm": "UNIVERSE VANILLA"}, {"HPCPULL_UPDATE_INTERVAL": "60"})
+    chosen, why = cadence(Config(lambda name: None if htcondor2.param.get(name) is None
+                                 else str(htcondor2.param.get(name))))
+    assert why == "" and chosen is not None and chosen.resting == "HPCPULL_RESTING"
+
+
+def test_a_keyword_that_is_not_a_plain_name_is_refused() -> None:
+    chosen, why = cadence(config(HPCPULL_UPDATE_INTERVAL="60", JOB_ROUTER_HOOK_KEYWORD='X" || true'))
+    assert chosen is None and "JOB_ROUTER_HOOK_KEYWORD" in why
