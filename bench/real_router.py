@@ -68,6 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=float, default=30, help="seconds per measured window (default 30)")
     parser.add_argument("--rounds", type=int, default=2, help="hpcpull/no-op window pairs (default 2)")
     parser.add_argument("--poller-period", type=int, default=20, help="SCHEDD_CRON_HPCPULL_PERIOD (default 20)")
+    parser.add_argument("--update-interval", type=int, default=0,
+                        help="HPCPULL_UPDATE_INTERVAL (default 0: an UPDATE at every poll)")
     parser.add_argument("--chunk", type=int, default=0,
                         help="update-cost: submit the jobs N at a time, each N routed before the next "
                              "(default: all at once; the router's own burst limits are in the README)")
@@ -93,6 +95,12 @@ def own_cpu(pid: int) -> float:
     """CPU seconds of ``pid`` itself (utime + stime)."""
     fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def oldest_hook(router: int) -> int:
+    """Seconds the longest-running of the router's hook processes has been running."""
+    out = subprocess.run(["ps", "--ppid", str(router), "-o", "etimes="], capture_output=True, text=True).stdout
+    return max((int(word) for word in out.split()), default=0)
 
 
 class LogCounter:
@@ -121,6 +129,7 @@ def start_gateway(args: argparse.Namespace, slurm_env: dict[str, str]) -> tuple[
         "HPCPULL_LRMS_ENVIRONMENT": f"SLURM_CONF={slurm_env['SLURM_CONF']}", "HPCPULL_PARTITION": "debug",
         "HPCPULL_STATUS_MAX_AGE": max(30, 2 * args.poller_period),
         "SCHEDD_CRON_HPCPULL_PERIOD": f"{args.poller_period}s",
+        "HPCPULL_UPDATE_INTERVAL": args.update_interval,
     }.items())
     pool = PersonalPool(base=base, release=find_release(), bin_dir=bin_dir, local_config=local,
                         routes_config=ROUTES, name="bench", with_startd=False, polling_period=args.polling)
@@ -209,7 +218,8 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
             return len(copies) >= expected
         wait_until(steady, 120 + 2 * args.polling + size * 2.0, f"{submitted} routed copies with the status index")
         print(f"{NAME}: {submitted} of {args.jobs} jobs routed", file=sys.stderr, flush=True)
-    time.sleep(2 * args.polling)
+    cadence = max(args.polling, args.update_interval)  # how far apart one job's UPDATEs are
+    time.sleep(2 * cadence)
     router = pool.daemon_pid("condor_job_router")
     schedd = pool.daemon_pid("condor_schedd")
     hook = pool.bin_dir / "hpcpull-update"
@@ -219,17 +229,24 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
     noop.chmod(0o755)
     counter = LogCounter(pool.router_log)
     totals = {"hpcpull": [0.0, 0], "noop": [0.0, 0]}
-    poller_cpu = router_cpu = 0.0
+    poller_cpu = router_cpu = procd_cpu = 0.0
+    oldest = 0
+    procd = pool.daemon_pid("condor_procd")
     try:
         for _ in range(args.rounds):
             for side in ("hpcpull", "noop"):
                 shutil.copy2(real if side == "hpcpull" else noop, hook.with_name(".hpcpull-update.new"))
                 os.replace(hook.with_name(".hpcpull-update.new"), hook)
-                time.sleep(args.polling + 1)  # hooks started before the swap finish
+                time.sleep(cadence + 1)  # hooks started before the swap finish
                 cpu0, schedd0, router0 = children_cpu(router), children_cpu(schedd), own_cpu(router)
+                procd0 = own_cpu(procd)
                 counter()
-                time.sleep(args.window)
+                until = time.time() + args.window
+                while time.time() < until:
+                    oldest = max(oldest, oldest_hook(router))
+                    time.sleep(min(2.0, max(0.0, until - time.time())))
                 router_cpu += own_cpu(router) - router0
+                procd_cpu += own_cpu(procd) - procd0
                 totals[side][0] += children_cpu(router) - cpu0
                 totals[side][1] += counter()
                 poller_cpu += children_cpu(schedd) - schedd0
@@ -247,14 +264,18 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
         met=per_h <= 2 * per_n,
         details=[
             f"{args.jobs} routed jobs (submitted {chunk} at a time), polling every {args.polling} s, "
+            f"HPCPULL_UPDATE_INTERVAL {args.update_interval} s, "
             f"{args.rounds} x {number(args.window)} s per side, swapped in place on the same router",
             f"hpcpull-update: {h_runs} runs, {number(h_cpu)} s CPU ({number(h_cpu / (seconds / 2))} cores); "
             f"no-op: {n_runs} runs, {number(n_cpu)} s CPU ({number(n_cpu / (seconds / 2))} cores)",
             f"poller (schedd cron, every {args.poller_period} s): {number(polls * 1000)} ms CPU per run "
-            f"({number(poller_cpu / seconds)} cores); condor_job_router itself: {number(router_cpu / seconds)} cores",
+            f"({number(poller_cpu / seconds)} cores); condor_job_router itself: {number(router_cpu / seconds)} cores, "
+            f"its condor_procd {number(procd_cpu / seconds)} cores; the oldest hook seen running: {oldest} s "
+            "(a hook waits for the router to write its stdin)",
             f"jobs still queued: {len(left)} of {args.jobs}",
             f"a waiting batch job that started reached condor_q as running after {latency} "
-            f"(bound: polling {args.polling} s + poller {args.poller_period} s)",
+            f"(bound: {'interval' if args.update_interval > args.polling else 'polling'} {cadence} s + "
+            f"poller {args.poller_period} s)",
         ],
     )
 
@@ -280,7 +301,8 @@ def change_latency(pool: PersonalPool, slurm_env: dict[str, str], args: argparse
     def shown() -> bool:
         copies = pool.q(f'HpcPullBatchJobId == "{started}"', ["JobStatus"])
         return bool(copies) and copies[0]["JobStatus"] == 2
-    wait_until(shown, 3 * (args.polling + args.poller_period) + 60, "condor_q to show it running", step=0.5)
+    wait_until(shown, 3 * (max(args.polling, args.update_interval) + args.poller_period) + 60,
+               "condor_q to show it running", step=0.5)
     return f"{number(time.time() - t0)} s"
 
 

@@ -24,7 +24,8 @@ if __package__ in (None, ""):  # run as a file
 from bench.common import REPO, Result, number, report  # noqa: E402
 
 # Quiet, short ones first; the long status-calls run last.
-BENCHMARKS = ("hook_latency", "memory", "staging", "routing_throughput", "status_calls", "real_router")
+BENCHMARKS = ("hook_latency", "memory", "staging", "routing_throughput", "status_calls", "real_router",
+              "router_capacity")
 
 
 def machine_line() -> str:

@@ -13,7 +13,16 @@ from types import ModuleType
 
 import pytest
 
-from bench import hook_latency, memory, real_router, routing_throughput, run_all, staging, status_calls
+from bench import (
+    hook_latency,
+    memory,
+    real_router,
+    router_capacity,
+    routing_throughput,
+    run_all,
+    staging,
+    status_calls,
+)
 from hpcpull.testing.personal_pool import unavailable_reason
 
 RATIO_LINE = re.compile(
@@ -28,6 +37,7 @@ EXPECTED = {
     staging: ["staging-spool", "staging-copy"],
     memory: [f"memory-{hook}" for hook in memory.HOOKS],
     real_router: ["real-router-routing", "real-router-update-cpu"],
+    router_capacity: ["router-capacity"],
 }
 
 
@@ -49,7 +59,7 @@ def ratio_lines(output: str) -> dict[str, tuple[re.Match, list[str]]]:
 def test_benchmark_runs_at_a_tiny_size_and_prints_its_ratio(
     module: ModuleType, slurm_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if module is real_router and unavailable_reason():
+    if module in (real_router, router_capacity) and unavailable_reason():
         pytest.skip(f"no real HTCondor here: {unavailable_reason()}")
     assert module.main([*module.TINY, "--slurm-conf", slurm_env["SLURM_CONF"]]) == 0
     found = ratio_lines(capsys.readouterr().out)
