@@ -183,12 +183,12 @@ def translate(text: str, config: Config) -> HookResult:
 
 def _set_update_cadence(source: classad2.ClassAd, routed: classad2.ClassAd, config: Config) -> list[str]:
     """Give the copy the HookKeyword that spaces its UPDATEs (router/cadence.py), unless the
-    job chose hooks of its own: a plain string.  An expression is an earlier routing's; with
-    no interval configured now, the copy carries the plain keyword, which the router copies
-    back over it."""
+    job chose hooks of its own.  An earlier routing's expression (it names the resting
+    keyword) is replaced; with no interval configured now, by the plain keyword, which the
+    router then copies back over it.  Returns the warnings to log."""
     own = str(source.lookup("HookKeyword")) if "HookKeyword" in source else ""
     keyword = config.param("JOB_ROUTER_HOOK_KEYWORD") or ""
-    if own.startswith('"') and own != f'"{keyword}"':
+    if own and own != f'"{keyword}"' and RESTING_SUFFIX not in own:
         return []
     chosen, why = cadence(config)
     if chosen is not None:

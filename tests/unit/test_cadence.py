@@ -118,3 +118,38 @@ def test_the_shipped_defaults_file_configures_the_resting_keyword(condor_config)
 def test_a_keyword_that_is_not_a_plain_name_is_refused() -> None:
     chosen, why = cadence(config(HPCPULL_UPDATE_INTERVAL="60", JOB_ROUTER_HOOK_KEYWORD='X" || true'))
     assert chosen is None and "JOB_ROUTER_HOOK_KEYWORD" in why
+
+
+def copy_keyword(own: Optional[str], **knobs: Optional[str]) -> tuple[object, list[str]]:
+    """TRANSLATE's HookKeyword for a source job whose own HookKeyword is ``own`` (ClassAd text)."""
+    from hpcpull.router.translate import _set_update_cadence
+
+    source = classad2.ClassAd({"ClusterId": 12, "ProcId": 3})
+    if own is not None:
+        source["HookKeyword"] = classad2.ExprTree(own)
+    routed = classad2.ClassAd()
+    warnings = _set_update_cadence(source, routed, config(**knobs))
+    return (str(routed.lookup("HookKeyword")) if "HookKeyword" in routed else None), warnings
+
+
+def test_translate_gives_the_copy_its_window() -> None:
+    expected = Cadence("HPCPULL", "HPCPULL_RESTING", 60, 12).hook_keyword("12.3")
+    for own in (None, '"HPCPULL"', expected):  # none, the router's own keyword, an earlier routing's
+        text, warnings = copy_keyword(own, HPCPULL_UPDATE_INTERVAL="60")
+        assert text == str(classad2.ExprTree(expected)) and warnings == [], own
+
+
+def test_translate_leaves_a_jobs_own_choice_of_hooks_alone() -> None:
+    for own in ('"SITEHOOKS"', 'ifThenElse(Owner == "alice", "A", "B")'):
+        assert copy_keyword(own, HPCPULL_UPDATE_INTERVAL="60") == (None, []), own
+
+
+def test_with_the_interval_off_an_earlier_window_is_replaced_by_the_plain_keyword() -> None:
+    earlier = Cadence("HPCPULL", "HPCPULL_RESTING", 60, 12).hook_keyword("12.3")
+    assert copy_keyword(earlier, HPCPULL_UPDATE_INTERVAL="0") == ('"HPCPULL"', [])
+    assert copy_keyword(None, HPCPULL_UPDATE_INTERVAL="0") == (None, [])
+
+
+def test_translate_warns_when_the_interval_cannot_be_used() -> None:
+    text, warnings = copy_keyword(None, HPCPULL_UPDATE_INTERVAL="60", HPCPULL_RESTING_HOOK_JOB_CLEANUP=None)
+    assert text is None and len(warnings) == 1 and "HPCPULL_UPDATE_INTERVAL is ignored" in warnings[0]
