@@ -219,7 +219,7 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
         wait_until(steady, 120 + 2 * args.polling + size * 2.0, f"{submitted} routed copies with the status index")
         print(f"{NAME}: {submitted} of {args.jobs} jobs routed", file=sys.stderr, flush=True)
     cadence = max(args.polling, args.update_interval)  # how far apart one job's UPDATEs are
-    time.sleep(2 * cadence)
+    time.sleep(cadence + args.polling)  # every job's first UPDATEs after routing are past
     router = pool.daemon_pid("condor_job_router")
     schedd = pool.daemon_pid("condor_schedd")
     hook = pool.bin_dir / "hpcpull-update"
@@ -237,7 +237,7 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
             for side in ("hpcpull", "noop"):
                 shutil.copy2(real if side == "hpcpull" else noop, hook.with_name(".hpcpull-update.new"))
                 os.replace(hook.with_name(".hpcpull-update.new"), hook)
-                time.sleep(cadence + 1)  # hooks started before the swap finish
+                time.sleep(args.polling + 1)  # hooks started before the swap finish
                 cpu0, schedd0, router0 = children_cpu(router), children_cpu(schedd), own_cpu(router)
                 procd0 = own_cpu(procd)
                 counter()
