@@ -12,15 +12,17 @@ and CLEANUP hooks and no UPDATE hook.  The router copies it onto the source job 
 first update, with the other attributes of ``<keyword>_ATTRS_TO_COPY``
 (src/condor_job_router/VanillaToGrid.cpp, update_job_status).
 
-Why: the router starts an UPDATE hook for every routed job at every poll, all at once, and
-then feeds their stdin one hook per event-loop iteration.  Thousands of hooks started
-together overwhelm it however cheap each hook is; windows at offsets spread over the
-interval start a steady trickle instead.  A job with no batch job yet (submission waits for
+Why: the router starts an UPDATE hook for every routed job at every poll, all at once; it
+registers each with condor_procd, which takes a snapshot of /proc for every registration
+(src/condor_utils/HookClientMgr.cpp, spawn: a FamilyInfo whenever useProcd()), and it feeds
+their stdin one hook per event-loop iteration.  Each start costs the gateway several times
+what a cheap hook costs, and thousands together overwhelm it; windows at offsets spread
+over the interval start a steady trickle instead.  A job with no batch job yet (submission waits for
 a throttle, for instance) is updated at every poll.  Once the router gives the job back
 (Managed "Schedd" or "ScheddDone", src/condor_job_router/submit_job.cpp, yield_job) the
 expression is undefined, as if the job had no HookKeyword: a startd that runs it later looks
-for no hpcpull hooks.  (The router's own copy of the source job keeps the Managed it had when
-it was found, so no value the router itself sets can be tested instead.)
+for no hpcpull hooks.  (The test is that way round because the router's own copy of the
+source job, seen on the real router, does not carry the Managed = "External" of its claim.)
 """
 
 from __future__ import annotations
