@@ -65,11 +65,9 @@ queue {JOBS}
     # condor_rm between windows: CLEANUP (same hook under either keyword) cancels the batch job.
     job_id = next(c["HpcPullBatchJobId"] for c in gw.pool.q(f'RoutedFromJobId == "{cluster}.2"',
                                                              ["HpcPullBatchJobId"]))
-    removed_at = time.time()
     gw.pool.tool(["condor_rm", f"{cluster}.2"])
     gw.wait_for(lambda: gw.batch_state(job_id) in ("", "CANCELLED"), 3 * POLL + 30,
                 f"batch job {job_id} of the removed job cancelled")
-    assert time.time() - removed_at < INTERVAL + 30
 
     # Completion reaches the user within an interval plus a poller period (and FINALIZE runs).
     for proc in (0, 1):
