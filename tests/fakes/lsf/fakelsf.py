@@ -337,6 +337,11 @@ def finish(root: Path, job_id: int, exit_code: Optional[int], term: Optional[str
 
 def supervise(job_id: int) -> int:
     root = state_dir()
+    # A job starts with the default signal dispositions, as sbatchd starts it.  A supervisor
+    # started from a process that ignores SIGINT (anything started with "&" by a
+    # non-interactive shell) would hand the job that ignore, and bkill's SIGINT would miss.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     give_up = time.time() + MAX_LIFETIME_S
     while True:  # wait for dispatch
         record = load(root, job_id)
