@@ -31,6 +31,21 @@ def tracked(system: System) -> Iterator[System]:
         system.cancel(job_id)
 
 
+def settled_slurm_state(env: dict[str, str], job_id: str, wait_s: float = 30.0) -> str:
+    """Slurm's state of ``job_id`` (``squeue -t all %T``) once it is no longer COMPLETING.
+
+    A cancelled job shows as COMPLETING until slurmd has reaped its processes (Slurm's
+    job_state_string names the COMPLETING flag before the base state), while the job is
+    already over for every other purpose."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        state = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"], env=env,
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+        if state != "COMPLETING" or time.monotonic() > deadline:
+            return state
+        time.sleep(0.2)
+
+
 def unique_name(tag: str) -> str:
     return f"hpcpull-test-{tag}-{uuid.uuid4().hex[:8]}"
 

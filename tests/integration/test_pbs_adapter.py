@@ -17,7 +17,14 @@ import pytest
 
 from hpcpull.lrms.base import BatchState, LrmsError
 from hpcpull.lrms.pbs import PbsBatchSystem, parse_qstat_full
-from tests.integration.batch_tracking import is_terminal, record_commands, tracked, unique_name, wait_for
+from tests.integration.batch_tracking import (
+    is_terminal,
+    record_commands,
+    settled_slurm_state,
+    tracked,
+    unique_name,
+    wait_for,
+)
 
 POLL_S = 0.2
 WAIT_S = 30.0
@@ -148,7 +155,7 @@ def test_cancel_running_job_and_cancel_is_idempotent(
     batch.cancel(job_id)
     ended = wait_for(batch, [job_id], is_terminal)[job_id]
     assert ended.native_state == "C" and ended.end_time is not None
-    assert slurm_fields(torque_env, job_id)["JobState"] == "CANCELLED"
+    assert settled_slurm_state(torque_env, job_id) == "CANCELLED"
     batch.cancel(job_id)  # already finished: fine (the wrapper's qdel says rc 1, nothing else)
     batch.cancel("99999999")  # never existed: fine
 

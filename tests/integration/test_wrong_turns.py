@@ -21,6 +21,7 @@ from hpcpull.router.classads import router_print
 from hpcpull.state import jobdir as jd
 from hpcpull.state.submission import JobLock, SubmissionState, load_state, save_state
 from tests.conftest import make_gateway
+from tests.integration.batch_tracking import settled_slurm_state
 from tests.integration.test_pipeline import finished, make_job
 from tests.reliability.crashes import CrashOnce
 
@@ -107,7 +108,7 @@ def test_a_give_back_the_schedd_does_not_apply_is_tried_again(gateway: Any, tmp_
         assert src["HpcPullUndoneRoutes"] == "Slurm", "the edit was applied; the removal waits"
     else:
         assert "HpcPullUndoneRoutes" not in src, "the copy stays until the source names the route"
-    assert squeue_state(gateway.slurm_env, batch_id) == "CANCELLED"
+    assert settled_slurm_state(gateway.slurm_env, batch_id) == "CANCELLED"
     refuse.unlink()
     gateway.run_until(given_back(source, routed.copy_id), timeout=30)
     assert gateway.jobs[source]["JobStatus"] == 1 and gateway.jobs[source]["HpcPullUndoneRoutes"] == "Slurm"

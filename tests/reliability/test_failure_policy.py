@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.batch_tracking import settled_slurm_state
 from tests.integration.test_pipeline import make_job
 
 
@@ -56,9 +57,7 @@ def test_a_job_waiting_too_long_is_given_back_idle(gateway: Any, tmp_path: Path)
     src = gateway.jobs[source]
     assert src["JobStatus"] == 1, "idle, free to run elsewhere"
     assert src["HpcPullUndoneRoutes"] == "Slurm", "a route can stay away from jobs it gave back"
-    state = subprocess.run(["squeue", "-h", "-t", "all", "-j", batch_id, "-o", "%T"], env=gateway.slurm_env,
-                           capture_output=True, text=True, timeout=15).stdout.strip()
-    assert state == "CANCELLED"
+    assert settled_slurm_state(gateway.slurm_env, batch_id) == "CANCELLED"
     assert "UNDONE" in (gateway.workdir / "log" / "hpcpull" / "HpcPullLog").read_text()
 
 

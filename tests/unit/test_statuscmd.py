@@ -232,6 +232,19 @@ def test_a_snapshot_from_before_the_jobs_end_is_not_its_state_now(site: dict[str
     assert survey(site["config"], now=NOW).jobs["10.0"].lrms_state == "COMPLETED"
 
 
+def test_a_failed_snapshot_says_why_instead_of_not_knowing_the_job(site: dict[str, Any]) -> None:
+    job_dir(site["scratch"], "bob", 12, state={"batch_job_id": "79"})
+    path = site["status"] / "slurm-status.json"
+    path.write_text(Snapshot(NOW - 30, False, "squeue timed out after 15 s").to_json())
+    job = survey(site["config"], now=NOW).jobs["12.0"]
+    assert job.lrms_state == "?"
+    assert job.lrms_error.startswith("? (the newest status snapshot, taken ")
+    assert job.lrms_error.endswith(", failed: squeue timed out after 15 s; try --live)")
+    snapshot(site["status"], "slurm", NOW - 5, **{"79": BatchState.PENDING})
+    job = survey(site["config"], now=NOW).jobs["12.0"]
+    assert job.lrms_state == "PENDING" and not job.lrms_error
+
+
 def test_snapshots_and_site_status_of_other_users_are_not_believed(site: dict[str, Any]) -> None:
     job_dir(site["scratch"], "bob", 11, state={"batch_job_id": "78"})
     path = snapshot(site["status"], "slurm", NOW - 5, **{"78": BatchState.RUNNING})

@@ -168,6 +168,10 @@ def survey(config: Any = None, now: Optional[float] = None) -> Survey:
         snapshots[lrms] = _newest_snapshot(gateway.status_cache_dir, lrms)
     for job in jobs.values():
         snap = snapshots.get(job.lrms)
+        if snap is not None and not snap.ok and job.batch_job_id:
+            job.lrms_error = f"? (the newest status snapshot, taken {clock(snap.taken_at)}, failed: " \
+                             f"{snap.error or 'no reason given'}; try --live)"
+            continue
         if snap is not None and snap.ok and job.batch_job_id in snap.jobs:
             ended = job.ended_at()
             if ended is not None and snap.taken_at < ended and snap.jobs[job.batch_job_id].state.is_active:
