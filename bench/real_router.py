@@ -97,6 +97,38 @@ def own_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def machine_busy() -> float:
+    """CPU seconds all CPUs have spent busy since boot (/proc/stat: all but idle and iowait)."""
+    with open("/proc/stat") as handle:
+        ticks = [int(word) for word in handle.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / TICK
+
+
+class CpuSplit:
+    """Where the gateway's CPU went between construction and ``lines()``: the router's hooks
+    (its reaped children, with the batch commands they ran), the router, its condor_procd, the
+    schedd, and the whole machine (Slurm's daemons are the bulk of the rest)."""
+
+    def __init__(self, pool: PersonalPool) -> None:
+        self.pids = {name: pool.daemon_pid(name) for name in ("condor_job_router", "condor_procd", "condor_schedd")}
+        self.start = self._sample()
+        self.started = time.time()
+
+    def _sample(self) -> dict[str, float]:
+        router = self.pids["condor_job_router"]
+        return {"hooks": children_cpu(router), "router": own_cpu(router),
+                "procd": own_cpu(self.pids["condor_procd"]), "schedd": own_cpu(self.pids["condor_schedd"]),
+                "machine": machine_busy()}
+
+    def lines(self, jobs: int) -> str:
+        now, seconds = self._sample(), time.time() - self.started
+        used = {name: now[name] - self.start[name] for name in now}
+        parts = ", ".join(f"{name} {number(used[name] / seconds)} ({number(used[name] / jobs * 1000)} ms/job)"
+                          for name in ("hooks", "router", "procd", "schedd"))
+        return (f"cores busy while routing: {parts}; the whole machine {number(used['machine'] / seconds)} "
+                f"({number(used['machine'] / jobs * 1000)} ms/job)")
+
+
 def oldest_hook(router: int) -> int:
     """Seconds the longest-running of the router's hook processes has been running."""
     out = subprocess.run(["ps", "--ppid", str(router), "-o", "etimes="], capture_output=True, text=True).stdout
@@ -174,13 +206,15 @@ def batch_jobs(slurm_env: dict[str, str], prefix: str = OURS) -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.split()[1:2] and line.split()[1].startswith(prefix)]
 
 
-def routing(pool: PersonalPool, slurm_env: dict[str, str], jobs: int) -> Result:
+def routing(pool: PersonalPool, slurm_env: dict[str, str], jobs: int, update_interval: int) -> Result:
     """condor_submit of ``jobs`` jobs until all are in Slurm, vs sbatch of the same scripts."""
     alone_s = router_alone(pool, jobs)
     started = time.time()
+    cpu = CpuSplit(pool)
     cluster = submit(pool, jobs, "routing")
     wait_until(lambda: len(batch_jobs(slurm_env, f"{OURS}{cluster}.")) >= jobs, 60 + jobs * 2.0, f"{jobs} batch jobs")
     hook_s = time.time() - started
+    cpu_line = cpu.lines(jobs)
     scripts = sorted(pool.base.glob(f"scratch/*/{cluster}/*/.hpcpull/job.sh"))
     env = {"PATH": "/usr/bin:/bin", "SLURM_CONF": slurm_env["SLURM_CONF"], "LANG": "C"}
     # One shell of the job owner's runs the loop: sbatch of each script, as the hook does it.
@@ -201,7 +235,8 @@ def routing(pool: PersonalPool, slurm_env: dict[str, str], jobs: int) -> Result:
                  f"the same {len(scripts)} scripts (run as the job owner, one at a time) took {number(bare_s)} s",
                  f"the router alone (the same jobs, no hooks: claim and submit the copy) took "
                  f"{number(alone_s)} s = {number(jobs / alone_s)} jobs/s, the ceiling for any hook",
-                 f"router polling period {pool.polling_period} s"],
+                 cpu_line,
+                 f"router polling period {pool.polling_period} s, HPCPULL_UPDATE_INTERVAL {update_interval} s"],
     )
 
 
@@ -315,7 +350,7 @@ def run(args: argparse.Namespace) -> list[Result]:
         pool, base = start_gateway(args, slurm_env)
         try:
             if not args.skip_routing:
-                results.append(routing(pool, slurm_env, args.jobs))
+                results.append(routing(pool, slurm_env, args.jobs, args.update_interval))
                 report(results[-1:], sys.stderr)  # now: taking thousands of jobs down takes long
                 subprocess.run(["condor_rm", "-all"], env=pool.env(), capture_output=True, timeout=120)
                 pool.wait_until_gone("true", 300)

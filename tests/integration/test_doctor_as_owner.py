@@ -132,8 +132,8 @@ def test_an_interpreter_only_root_can_reach_fails(base, capsys) -> None:
     gateway(base, install_hooks(base / "bin", closed / "python3"))
     rc, checks = diagnose(capsys)
     assert rc == 1
-    for hook, python_hook in (("finalize", "hpcpull-finalize"), ("cleanup", "hpcpull-cleanup"),
-                              # /bin/sh front ends, which are fine: the Python hooks behind them are not
+    # /bin/sh front ends, which are fine: the Python hooks behind them are not
+    for hook, python_hook in (("finalize", "hpcpull-finalize-full"), ("cleanup", "hpcpull-cleanup-full"),
                               ("translate", "hpcpull-translate-full"), ("update", "hpcpull-update-full")):
         [check] = checks[f"hook.{hook}"]
         assert check["status"] == "FAIL" and check["fix"] == INSTALL_FIX, check

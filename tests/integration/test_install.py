@@ -29,11 +29,12 @@ def installed(tmp_path_factory):
 
 def test_installed_hooks_and_data(installed, tmp_path):
     bin_dir = installed / "bin"
-    for hook in ("translate-full", "update-full", "finalize", "cleanup"):
+    for hook in ("translate-full", "update-full", "finalize-full", "cleanup-full"):
         script = bin_dir / f"hpcpull-{hook}"
         assert os.access(script, os.X_OK)
         assert script.read_text().splitlines()[0] == f"#!{bin_dir / 'python'}", "shebang names the venv python"
-    for front_end in ("translate", "update", "hook-slot"):  # shell front ends, installed as they are
+    # shell front ends, installed as they are
+    for front_end in ("translate", "update", "finalize", "cleanup", "hook-slot"):
         script = bin_dir / f"hpcpull-{front_end}"
         assert os.access(script, os.X_OK) and script.read_text().startswith("#!/bin/sh\n")
     assert (bin_dir / "hpcpull").exists()
