@@ -190,11 +190,11 @@ def hook_executable(name: str) -> Path:
     runs ``pyenv exec``) is not what HPCPULL_BIN_DIR names, so it is resolved to the
     script pip installed next to this interpreter.
     """
-    if name in ("hpcpull-update", "hpcpull-translate"):
+    if name in ("hpcpull-update", "hpcpull-translate", "hpcpull-finalize", "hpcpull-cleanup"):
         # The Python hooks behind the shell front ends: the simulated gateway keeps no status
         # index, so UPDATE's front end would hand every call to the full hook anyway, and
-        # TRANSLATE's only waits for a hook slot.  The front ends are measured on the real
-        # router (real_router.py).
+        # the others' only wait for a hook slot or queue their call for a shared Python
+        # process.  The front ends are measured on the real router (real_router.py).
         name = f"{name}-full"
     found = shutil.which(name)
     if found and not _is_wrapper(Path(found)):

@@ -114,6 +114,8 @@ def one_stderr_line(text: str, limit: int = 2000) -> str:
 
 
 def _main(name: str, hook: Callable[[str, Config], HookResult]) -> int:
+    if sys.argv[1:2] == ["--serve"]:
+        return _serve_main(name, hook, sys.argv[2:])
     started = time.monotonic()
     stdin = sys.stdin.buffer.read()
     config = Config()
@@ -122,11 +124,33 @@ def _main(name: str, hook: Callable[[str, Config], HookResult]) -> int:
     sys.stdout.flush()
     for line in lines:
         print(line, file=sys.stderr)
-    _debug_call(config, name, stdin, stdout, code, lines, time.monotonic() - started)
+    debug_call(config, name, stdin, stdout, code, lines, time.monotonic() - started)
     return code
 
 
-def _debug_call(config: Config, name: str, stdin: bytes, stdout: str, code: int, lines: list[str],
+def _serve_main(name: str, hook: Callable[[str, Config], HookResult], args: list[str]) -> int:
+    """``<hook>-full --serve QUEUE PID``: answer the queued calls (router/hook_queue.py).
+    Exit 1 with one line when the queue cannot be served: each call then runs alone."""
+    from hpcpull.router.hook_queue import serve
+
+    if len(args) != 2 or not args[1].isdigit():
+        print(f"hpcpull {name}: usage: --serve QUEUE PID", file=sys.stderr)
+        return 1
+    # This process's stdout is the router's pipe of the call that started it: the answers
+    # go to the queue, and nothing stray may reach that call's output.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    try:
+        serve(name, hook, Path(args[0]), int(args[1]))
+    except (OSError, HpcPullError) as exc:
+        print(one_stderr_line(f"hpcpull {name}: cannot serve the queued calls: {exc}; each runs alone"),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def debug_call(config: Config, name: str, stdin: bytes, stdout: str, code: int, lines: list[str],
                 seconds: float) -> None:
     """With HPCPULL_DEBUG = D_FULLDEBUG: one CALL line per hook run (never its content)."""
     try:

@@ -34,7 +34,7 @@ def test_installed_hooks_and_data(installed, tmp_path):
         assert os.access(script, os.X_OK)
         assert script.read_text().splitlines()[0] == f"#!{bin_dir / 'python'}", "shebang names the venv python"
     # shell front ends, installed as they are
-    for front_end in ("translate", "update", "finalize", "cleanup", "hook-slot"):
+    for front_end in ("translate", "update", "finalize", "cleanup", "hook-slot", "hook-batch"):
         script = bin_dir / f"hpcpull-{front_end}"
         assert os.access(script, os.X_OK) and script.read_text().startswith("#!/bin/sh\n")
     assert (bin_dir / "hpcpull").exists()

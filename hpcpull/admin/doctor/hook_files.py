@@ -36,12 +36,17 @@ def python_hook(path: str) -> str:
 
 
 def behind_front_end(path: str) -> list[str]:
-    """What a shell front end (hooks/hpcpull-translate, hooks/hpcpull-update) runs: the
-    ``-full`` Python hook and ``hpcpull-hook-slot`` beside it; [] for any other hook."""
+    """What a shell front end (hooks/hpcpull-translate and the others) runs: the ``-full``
+    Python hook and the gates beside it, ``hpcpull-hook-slot`` and (for TRANSLATE, FINALIZE
+    and CLEANUP) ``hpcpull-hook-batch``; [] for any other hook."""
     full = f"{path}-full"
     if not os.path.exists(full):
         return []
-    return [full, os.path.join(os.path.dirname(path), "hpcpull-hook-slot")]
+    gates = [os.path.join(os.path.dirname(path), "hpcpull-hook-slot")]
+    batch = os.path.join(os.path.dirname(path), "hpcpull-hook-batch")
+    if not path.endswith("-update") and os.path.exists(batch):
+        gates.append(batch)
+    return [full, *gates]
 
 
 def executable_problems(path: str, what: str, runs_as: str = "the job owners") -> list[tuple[str, str, str]]:
