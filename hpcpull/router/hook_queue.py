@@ -61,7 +61,7 @@ def _calls(queue: Path) -> tuple[list[int], list[int]]:
     pids: set[int] = set()
     with os.scandir(queue) as entries:
         for entry in entries:
-            stem, _, kind = entry.name.partition(".")
+            stem, _, kind = entry.name.lstrip(".").partition(".")
             if not stem.isdigit():
                 continue
             pids.add(int(stem))
@@ -75,11 +75,13 @@ def _calls(queue: Path) -> tuple[list[int], list[int]]:
 
 
 def _remove(queue: Path, pid: int) -> None:
+    """A gone call's files, and the half-written answers of a server killed while writing."""
     for suffix in ("ready", "req", "out", "err", *(f"rc{code}" for code in ANSWER_CODES)):
-        try:
-            os.unlink(queue / f"{pid}.{suffix}")
-        except FileNotFoundError:
-            pass
+        for name in (f"{pid}.{suffix}", f".{pid}.{suffix}"):
+            try:
+                os.unlink(queue / name)
+            except FileNotFoundError:
+                pass
 
 
 def _write(path: Path, data: bytes) -> None:

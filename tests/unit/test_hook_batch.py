@@ -145,11 +145,10 @@ def test_the_calls_of_gone_hooks_are_removed_unserved(gateway) -> None:
     gone.wait()
     for suffix in ("req", "ready"):  # a hook the router killed after it queued its call
         (gateway.queue / f"{gone.pid}.{suffix}").write_text("never\n")
-    (gateway.queue / f"{gone.pid + 1}.req").write_text("half")  # killed while reading its input
+    (gateway.queue / f".{gone.pid}.out").write_text("half")  # a server killed while it wrote
     assert finish(gateway.call("now")) == ('Echo = "now"\n', "hpcpull translate: served now\n", 0)
     assert [word for _, word in gateway.served()] == ["now"]
-    left = sorted(p.name for p in gateway.queue.iterdir())
-    assert f"{gone.pid}.req" not in left and f"{gone.pid}.ready" not in left
+    assert sorted(p.name for p in gateway.queue.iterdir()) == [".lock"]
 
 
 def test_a_queue_directory_not_this_users_is_not_used(gateway, tmp_path: Path) -> None:
