@@ -162,7 +162,8 @@ def debug_call(config: Config, name: str, stdin: bytes, stdout: str, code: int, 
     from hpcpull.state.eventlog import write_event
 
     job = re.search(rb"^(?:RoutedFromJobId|GlobalJobId) = \"([^\"\n]{0,200})\"$", stdin, re.M)
-    write_event(gateway.log_path, gateway.max_log_bytes, "CALL", hook=name,
+    # pid: the Python process that ran it; the calls one process served share it
+    write_event(gateway.log_path, gateway.max_log_bytes, "CALL", hook=name, pid=os.getpid(),
                 job=job.group(1).decode("utf-8", "replace") if job else None, rc=code,
                 ms=round(seconds * 1000), stdin_bytes=len(stdin), stdout_bytes=len(stdout),
                 stderr=lines[0] if lines else None)
