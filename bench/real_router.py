@@ -105,9 +105,10 @@ def machine_busy() -> float:
 
 
 class CpuSplit:
-    """Where the gateway's CPU went between construction and ``lines()``: the router's hooks
-    (its reaped children, with the batch commands they ran), the router, its condor_procd, the
-    schedd, and the whole machine (Slurm's daemons are the bulk of the rest)."""
+    """Where the gateway's CPU went since construction: the router's hooks (its reaped
+    children, with the batch commands they ran), the router, its condor_procd, the schedd and
+    the schedd cron poller (the schedd's reaped children), and the whole machine (Slurm's
+    daemons are the bulk of the rest)."""
 
     def __init__(self, pool: PersonalPool) -> None:
         self.pids = {name: pool.daemon_pid(name) for name in ("condor_job_router", "condor_procd", "condor_schedd")}
@@ -115,14 +116,19 @@ class CpuSplit:
         self.started = time.time()
 
     def _sample(self) -> dict[str, float]:
-        router = self.pids["condor_job_router"]
+        router, schedd = self.pids["condor_job_router"], self.pids["condor_schedd"]
         return {"hooks": children_cpu(router), "router": own_cpu(router),
-                "procd": own_cpu(self.pids["condor_procd"]), "schedd": own_cpu(self.pids["condor_schedd"]),
-                "machine": machine_busy()}
+                "procd": own_cpu(self.pids["condor_procd"]), "schedd": own_cpu(schedd),
+                "poller": children_cpu(schedd), "machine": machine_busy()}
+
+    def used(self) -> dict[str, float]:
+        """CPU seconds of each part since construction, and "seconds": the wall time."""
+        now = self._sample()
+        return {**{name: now[name] - self.start[name] for name in now}, "seconds": time.time() - self.started}
 
     def lines(self, jobs: int) -> str:
-        now, seconds = self._sample(), time.time() - self.started
-        used = {name: now[name] - self.start[name] for name in now}
+        used = self.used()
+        seconds = used["seconds"]
         parts = ", ".join(f"{name} {number(used[name] / seconds)} ({number(used[name] / jobs * 1000)} ms/job)"
                           for name in ("hooks", "router", "procd", "schedd"))
         return (f"cores busy while routing: {parts}; the whole machine {number(used['machine'] / seconds)} "
@@ -256,7 +262,6 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
     cadence = max(args.polling, args.update_interval)  # how far apart one job's UPDATEs are
     time.sleep(cadence + args.polling)  # every job's first UPDATEs after routing are past
     router = pool.daemon_pid("condor_job_router")
-    schedd = pool.daemon_pid("condor_schedd")
     hook = pool.bin_dir / "hpcpull-update"
     real, noop = hook.with_name("hpcpull-update.real"), hook.with_name("hpcpull-update.noop")
     shutil.copy2(hook, real)
@@ -266,25 +271,24 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
     totals = {"hpcpull": [0.0, 0], "noop": [0.0, 0]}
     poller_cpu = router_cpu = procd_cpu = 0.0
     oldest = 0
-    procd = pool.daemon_pid("condor_procd")
     try:
         for _ in range(args.rounds):
             for side in ("hpcpull", "noop"):
                 shutil.copy2(real if side == "hpcpull" else noop, hook.with_name(".hpcpull-update.new"))
                 os.replace(hook.with_name(".hpcpull-update.new"), hook)
                 time.sleep(args.polling + 1)  # hooks started before the swap finish
-                cpu0, schedd0, router0 = children_cpu(router), children_cpu(schedd), own_cpu(router)
-                procd0 = own_cpu(procd)
+                cpu = CpuSplit(pool)
                 counter()
                 until = time.time() + args.window
                 while time.time() < until:
                     oldest = max(oldest, oldest_hook(router))
                     time.sleep(min(2.0, max(0.0, until - time.time())))
-                router_cpu += own_cpu(router) - router0
-                procd_cpu += own_cpu(procd) - procd0
-                totals[side][0] += children_cpu(router) - cpu0
+                used = cpu.used()
+                router_cpu += used["router"]
+                procd_cpu += used["procd"]
+                totals[side][0] += used["hooks"]
                 totals[side][1] += counter()
-                poller_cpu += children_cpu(schedd) - schedd0
+                poller_cpu += used["poller"]
     finally:
         os.replace(real, hook)
         noop.unlink(missing_ok=True)

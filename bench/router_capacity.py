@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a file
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Result, number, report  # noqa: E402
-from bench.real_router import LogCounter, children_cpu, oldest_hook, own_cpu  # noqa: E402
+from bench.real_router import CpuSplit, LogCounter, oldest_hook  # noqa: E402
 from hpcpull.router.cadence import Cadence, window_for  # noqa: E402
 from hpcpull.testing.personal_pool import (  # noqa: E402
     PersonalPool,
@@ -124,18 +124,17 @@ def run(args: argparse.Namespace) -> list[Result]:
             print(f"{NAME}: {routed} of {args.jobs} jobs routed", file=sys.stderr, flush=True)
         routing_s = time.time() - started
         time.sleep(2 * max(args.polling, args.update_interval) + 5)  # past the routing
-        router, procd = pool.daemon_pid("condor_job_router"), pool.daemon_pid("condor_procd")
+        router = pool.daemon_pid("condor_job_router")
         counter = LogCounter(pool.router_log)
         counter()
-        hooks0, router0, procd0 = children_cpu(router), own_cpu(router), own_cpu(procd)
+        cpu = CpuSplit(pool)
         oldest, t0 = 0, time.time()
         while time.time() - t0 < args.window:
             oldest = max(oldest, oldest_hook(router))
             time.sleep(2)
-        seconds = time.time() - t0
         starts = counter()
-        hooks = children_cpu(router) - hooks0
-        router_s, procd_s = own_cpu(router) - router0, own_cpu(procd) - procd0
+        used = cpu.used()
+        seconds, hooks, router_s, procd_s = used["seconds"], used["hooks"], used["router"], used["procd"]
     finally:
         subprocess.run(["condor_rm", "-all"], env=pool.env(), capture_output=True, timeout=300)
         pool.stop()

@@ -37,16 +37,18 @@ def python_hook(path: str) -> str:
 
 def behind_front_end(path: str) -> list[str]:
     """What a shell front end (hooks/hpcpull-translate and the others) runs: the ``-full``
-    Python hook and the gates beside it, ``hpcpull-hook-slot`` and (for TRANSLATE, FINALIZE
-    and CLEANUP) ``hpcpull-hook-batch``; [] for any other hook."""
+    Python hook beside it and the gate it names, ``hpcpull-hook-batch`` (which falls back
+    to ``hpcpull-hook-slot``) or ``hpcpull-hook-slot``; [] for any other hook."""
     full = f"{path}-full"
     if not os.path.exists(full):
         return []
-    gates = [os.path.join(os.path.dirname(path), "hpcpull-hook-slot")]
-    batch = os.path.join(os.path.dirname(path), "hpcpull-hook-batch")
-    if not path.endswith("-update") and os.path.exists(batch):
-        gates.append(batch)
-    return [full, *gates]
+    try:
+        with open(path, "rb") as handle:
+            batched = b"hpcpull-hook-batch" in handle.read(8192)
+    except OSError:
+        batched = False
+    gates = ["hpcpull-hook-slot", "hpcpull-hook-batch"] if batched else ["hpcpull-hook-slot"]
+    return [full, *(os.path.join(os.path.dirname(path), gate) for gate in gates)]
 
 
 def executable_problems(path: str, what: str, runs_as: str = "the job owners") -> list[tuple[str, str, str]]:
