@@ -270,6 +270,7 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
     counter = LogCounter(pool.router_log)
     totals = {"hpcpull": [0.0, 0], "noop": [0.0, 0]}
     poller_cpu = router_cpu = procd_cpu = 0.0
+    gateway = {"hpcpull": 0.0, "noop": 0.0}  # hooks, router, procd, schedd and poller together
     oldest = 0
     try:
         for _ in range(args.rounds):
@@ -289,6 +290,7 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
                 totals[side][0] += used["hooks"]
                 totals[side][1] += counter()
                 poller_cpu += used["poller"]
+                gateway[side] += sum(used[name] for name in ("hooks", "router", "procd", "schedd", "poller"))
     finally:
         os.replace(real, hook)
         noop.unlink(missing_ok=True)
@@ -311,38 +313,54 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
             f"({number(poller_cpu / seconds)} cores); condor_job_router itself: {number(router_cpu / seconds)} cores, "
             f"its condor_procd {number(procd_cpu / seconds)} cores; the oldest hook seen running: {oldest} s "
             "(a hook waits for the router to write its stdin)",
+            f"the whole gateway (hooks, router, procd, schedd, poller): {number(gateway['hpcpull'] / (seconds / 2))} "
+            f"cores with hpcpull's UPDATE, {number(gateway['noop'] / (seconds / 2))} with the no-op",
             f"jobs still queued: {len(left)} of {args.jobs}",
-            f"a waiting batch job that started reached condor_q as running after {latency} "
-            f"(bound: {'interval' if args.update_interval > args.polling else 'polling'} {cadence} s + "
-            f"poller {args.poller_period} s)",
+            f"waiting batch jobs that started reached condor_q as running after: {latency} (bound: "
+            + (f"poller {args.poller_period} s + two polls of {args.polling} s: the poller wakes their UPDATE)"
+               if args.update_interval > args.polling
+               else f"polling {args.polling} s + poller {args.poller_period} s)"),
         ],
     )
 
 
-def change_latency(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Namespace) -> str:
-    """Seconds from a batch job's start in Slurm until condor_q shows its job running: one
-    running batch job is cancelled, so that a waiting one starts."""
+def change_latency(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Namespace,
+                   samples: int = 5) -> str:
+    """Seconds from a batch job's start in Slurm until condor_q shows its job running, for up
+    to ``samples`` jobs: as many running batch jobs are cancelled, so that waiting ones start."""
     def states() -> dict[str, str]:
         out = subprocess.run(["squeue", "-h", "-a", "-o", "%i %T %j"], env=slurm_env, capture_output=True,
                              text=True, timeout=60).stdout
         rows = (line.split() for line in out.splitlines())
         return {f[0]: f[1] for f in rows if f[2:] and f[2].startswith(OURS)}
     before = states()
-    running = [i for i, state in before.items() if state == "RUNNING"]
+    running = [i for i, state in before.items() if state == "RUNNING"][:samples]
     waiting = {i for i, state in before.items() if state == "PENDING"}
     if not running or not waiting:
         return "n/a (no waiting batch job)"
-    subprocess.run(["scancel", running[0]], env=slurm_env, capture_output=True, timeout=60)
-    started = wait_until(lambda: [i for i, state in states().items() if i in waiting and state == "RUNNING"],
-                       120, "a waiting batch job to start", step=0.5)[0]
-    t0 = time.time()
-
-    def shown() -> bool:
-        copies = pool.q(f'HpcPullBatchJobId == "{started}"', ["JobStatus"])
-        return bool(copies) and copies[0]["JobStatus"] == 2
-    wait_until(shown, 3 * (max(args.polling, args.update_interval) + args.poller_period) + 60,
-               "condor_q to show it running", step=0.5)
-    return f"{number(time.time() - t0)} s"
+    subprocess.run(["scancel", *running], env=slurm_env, capture_output=True, timeout=60)
+    started: dict[str, float] = {}
+    shown: dict[str, float] = {}
+    bound = 3 * (max(args.polling, args.update_interval) + args.poller_period) + 60
+    until = time.time() + bound
+    while time.time() < until and (len(started) < len(running) or len(shown) < len(started)):
+        now = time.time()
+        for job_id, state in states().items():
+            if job_id in waiting and state == "RUNNING" and job_id not in started:
+                started[job_id] = now
+        if started:
+            constraint = " || ".join(f'HpcPullBatchJobId == "{i}"' for i in started if i not in shown)
+            for copy in (pool.q(f"RoutedFromJobId =!= undefined && ({constraint})", ["HpcPullBatchJobId", "JobStatus"])
+                         if constraint else []):
+                if copy.get("JobStatus") == 2:
+                    shown[copy["HpcPullBatchJobId"]] = now
+        time.sleep(0.5)
+    waits = sorted(shown[i] - started[i] for i in shown)
+    if not waits:
+        return f"n/a (none of {len(started)} started batch jobs shown within {bound} s)"
+    late = len(started) - len(waits)
+    return (f"median {number(waits[len(waits) // 2])} s, at most {number(waits[-1])} s "
+            f"({len(waits)} jobs" + (f"; {late} not shown within {bound} s" if late else "") + ")")
 
 
 def run(args: argparse.Namespace) -> list[Result]:

@@ -18,7 +18,9 @@ registers each with condor_procd, which takes a snapshot of /proc for every regi
 their stdin one hook per event-loop iteration.  Each start costs the gateway several times
 what a cheap hook costs, and thousands together overwhelm it; windows at offsets spread
 over the interval start a steady trickle instead.  A job with no batch job yet (submission waits for
-a throttle, for instance) is updated at every poll.  Once the router gives the job back
+a throttle, for instance) is updated at every poll, and so is a job the poller has woken
+(``HpcPullWake``, state/wake.py) because its batch job has news: the interval bounds how
+long a job goes unchecked, not how late a change shows.  Once the router gives the job back
 (Managed "Schedd" or "ScheddDone", src/condor_job_router/submit_job.cpp, yield_job) the
 expression is undefined, as if the job had no HookKeyword: a startd that runs it later looks
 for no hpcpull hooks.  (The test is that way round because the router's own copy of the
@@ -54,7 +56,8 @@ class Cadence:
         offset = zlib.crc32(job_id.encode()) % self.interval_s
         return (
             f'ifThenElse(Managed =?= "Schedd" || Managed =?= "ScheddDone", undefined, '
-            f"ifThenElse(HpcPullBatchJobId =?= undefined || (time() + {offset}) % {self.interval_s} < {self.window_s}, "
+            f"ifThenElse(HpcPullBatchJobId =?= undefined || HpcPullWake =?= true"
+            f" || (time() + {offset}) % {self.interval_s} < {self.window_s}, "
             f'"{self.keyword}", "{self.resting}"))'
         )
 
@@ -97,8 +100,10 @@ def resting_keyword_problem(config: Config, keyword: str) -> Optional[str]:
     if config.param(f"{resting}_HOOK_UPDATE_JOB_INFO"):
         return f"{resting}_HOOK_UPDATE_JOB_INFO must not be set"
     copied = config.param(f"{keyword}_ATTRS_TO_COPY") or ""
-    if "hookkeyword" not in {name.lower() for name in re.split(r"[\s,]+", copied)}:
-        return f"{keyword}_ATTRS_TO_COPY must list HookKeyword (it is {copied!r})"
+    names = {name.lower() for name in re.split(r"[\s,]+", copied)}
+    for needed in ("HookKeyword", "HpcPullWake"):
+        if needed.lower() not in names:
+            return f"{keyword}_ATTRS_TO_COPY must list {needed} (it is {copied!r})"
     if config.param(f"{resting}_ATTRS_TO_COPY") != copied:
         return f"{resting}_ATTRS_TO_COPY must equal {keyword}_ATTRS_TO_COPY"
     return None

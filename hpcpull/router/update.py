@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Union
 
 import classad2
@@ -23,7 +23,7 @@ from hpcpull.faults import crash_point
 from hpcpull.lrms import get_batch_system
 from hpcpull.lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError
 from hpcpull.router import teardown
-from hpcpull.router.classads import parse_old_ad
+from hpcpull.router.classads import format_attributes, parse_old_ad
 from hpcpull.router.common import (
     batch_for,
     batch_system,
@@ -55,6 +55,7 @@ from hpcpull.router.throttle import record_submission, throttled
 from hpcpull.staging.credentials import refresh_credentials
 from hpcpull.state import jobdir as jd
 from hpcpull.state.submission import JobLock, SubmissionState, load_state, save_state, submit_once
+from hpcpull.state.wake import WAKE
 
 UNDONE_ROUTES = "HpcPullUndoneRoutes"
 HANDED_BACK = {"Managed": "ScheddDone"}  # the schedd takes the copy back and lets it leave the queue
@@ -76,11 +77,20 @@ class _Visit:
 
 
 def update(text: str, config: Config, now: Optional[float] = None) -> HookResult:
-    """Dispatch on the copy's JobStatus; the states needing no job directory come first."""
+    """Dispatch on the copy's JobStatus, then let a job the poller woke rest again."""
     now = time.time() if now is None else now
     copy = RoutedJob.of(parse_old_ad(text, "routed job ad"))
     if not copy.route_name or not config.is_hpcpull_route(copy.route_name):
         return HookResult()
+    result = _dispatch(copy, config, now)
+    if copy.ad.get(WAKE) is True and result.exit_code == 0:
+        # This UPDATE has looked: the job's HookKeyword names its window again (state/wake.py).
+        result = replace(result, stdout=result.stdout + format_attributes({WAKE: False}))
+    return result
+
+
+def _dispatch(copy: RoutedJob, config: Config, now: float) -> HookResult:
+    """The states needing no job directory come first."""
     if copy.status == COMPLETED:
         return HookResult()  # waiting for FINALIZE
     if copy.status == HELD:

@@ -52,6 +52,31 @@ def copy_status(state: BatchState) -> Optional[int]:
     return None
 
 
+def index_entries(jobs: Mapping[str, BatchJobStatus], is_ours: Iterable[str]) -> dict[str, int]:
+    """What the index holds for one snapshot: {batch job id: the copy's JobStatus}."""
+    ours = set(is_ours)
+    wanted = {job_id: copy_status(status.state) for job_id, status in jobs.items()
+              if job_id in ours and INDEXABLE_ID.match(job_id)}
+    return {job_id: value for job_id, value in wanted.items() if value is not None}
+
+
+def front_end_passes(status: Optional[int], batch_job_id: str, check_at: Optional[int],
+                     submitted_at: Optional[int], entries: Mapping[str, int], taken_at: float,
+                     now: float) -> bool:
+    """Whether UPDATE's front end (hooks/hpcpull-update) would print nothing for a copy with
+    these attributes, given a current index holding ``entries`` from a snapshot taken at
+    ``taken_at``: the same rule as its awk ``nothing_changed``, for the poller, which must
+    know which copies have news without starting their hooks (state/wake.py)."""
+    if status not in (1, 2) or not batch_job_id or check_at is None:
+        return False
+    if 0 < check_at <= now:
+        return False
+    if batch_job_id in entries:
+        return entries[batch_job_id] == status
+    # Not in the index: only a batch job submitted after its snapshot may be, while idle.
+    return status == 1 and taken_at > 0 and submitted_at is not None and submitted_at >= int(taken_at)
+
+
 # --------------------------------------------------------------------------- the poller
 
 
@@ -63,10 +88,7 @@ def write_index(directory: Path, jobs: Mapping[str, BatchJobStatus], taken_at: f
     directory read, not thousands of writes.  ``valid-until`` goes last: a reader between
     two polls sees either the previous or the new complete picture of any one job.
     """
-    ours = set(is_ours)
-    wanted = {job_id: copy_status(status.state) for job_id, status in jobs.items()
-              if job_id in ours and INDEXABLE_ID.match(job_id)}
-    wanted = {job_id: value for job_id, value in wanted.items() if value is not None}
+    wanted = index_entries(jobs, is_ours)
     directory.mkdir(mode=0o755, exist_ok=True)
     st = os.lstat(directory)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():

@@ -28,11 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from hpcpull.config import Config, GatewaySettings, lrms_command_environment
+from hpcpull.config import Config, GatewaySettings, RouteSettings, lrms_command_environment
 from hpcpull.errors import ConfigError, HpcPullError
 from hpcpull.lrms import get_batch_system
 from hpcpull.lrms.base import BatchJobStatus, BatchState, BatchSystem, LrmsError, one_line
-from hpcpull.state import fast_index
+from hpcpull.state import fast_index, wake
 from hpcpull.state.accounts import service_uids, user_name
 from hpcpull.state.atomicfile import ensure_shared_dir, write_atomically
 from hpcpull.state.eventlog import write_event
@@ -150,6 +150,7 @@ def poll_once(config: Config, now: Optional[float] = None) -> SiteStatus:
     status = SiteStatus(taken_at=now, lrms=systems,
                         last_success=previous_status.last_success if previous_status else None)
     errors = []
+    snapshots: dict[str, wake.Snapshot] = {}
     for name in systems:
         batch = get_batch_system(name, lrms_command_environment(gateway), gateway.command_timeout_s)
         cache = StatusCache(gateway.status_cache_dir, f"{batch.name}-status", gateway.status_max_age_s,
@@ -162,7 +163,8 @@ def poll_once(config: Config, now: Optional[float] = None) -> SiteStatus:
                 fast_index.invalidate(fast_index.index_dir(gateway.status_cache_dir, name))
                 continue
             jobs = _refresh(batch, cache, status, now, {r.name for r in routes})
-            _update_index(gateway, name, jobs, now)
+            if _update_index(gateway, name, jobs, now):
+                snapshots[name] = wake.Snapshot(fast_index.index_entries(jobs, _ours(jobs)), now)
         except LrmsError as exc:
             # Stored as a failed snapshot: hooks take it as "no news" and do not hammer a
             # dead controller with their own queries during this period.
@@ -170,6 +172,7 @@ def poll_once(config: Config, now: Optional[float] = None) -> SiteStatus:
             fast_index.invalidate(fast_index.index_dir(gateway.status_cache_dir, name))
             status.lrms_reachable = False
             errors.append(f"{name}: {exc}")
+    woken = _wake_changed(gateway, routes, snapshots, now, errors)
     if status.lrms_reachable and status.status_shared:
         status.last_success = now
     status.last_error = "; ".join(errors)
@@ -179,8 +182,24 @@ def poll_once(config: Config, now: Optional[float] = None) -> SiteStatus:
     write_event(gateway.log_path, gateway.max_log_bytes, "POLL", lrms=",".join(systems),
                 reachable=status.lrms_reachable, shared=status.status_shared,
                 idle=sum(c["idle"] for c in status.jobs.values()),
-                running=sum(c["running"] for c in status.jobs.values()), error=status.last_error)
+                running=sum(c["running"] for c in status.jobs.values()),
+                woken=len(woken.wake) if woken else None, rested=len(woken.rest) if woken else None,
+                error=status.last_error)
     return status
+
+
+def _wake_changed(gateway: GatewaySettings, routes: Sequence[RouteSettings], snapshots: dict[str, wake.Snapshot],
+                  now: float, errors: list[str]) -> Optional[wake.Wakes]:
+    """With an UPDATE interval, wake the UPDATE of the routed jobs with news (state/wake.py)."""
+    if gateway.update_interval_s <= 0 or not snapshots:
+        return None
+    try:
+        return wake.wake_changed({route.name: route.lrms for route in routes}, snapshots, now)
+    except Exception as exc:  # noqa: BLE001 - the bindings raise several kinds; the snapshot stands
+        errors.append(f"waking the UPDATE of jobs with news failed ({type(exc).__name__}: {one_line(str(exc), 300)}); "
+                      "they are updated in their windows (HPCPULL_UPDATE_INTERVAL) meanwhile: the poller's "
+                      "user must be in QUEUE_SUPER_USERS")
+        return None
 
 
 class StatusDirError(HpcPullError):
@@ -238,17 +257,22 @@ def _refresh(batch: BatchSystem, cache: StatusCache, status: SiteStatus, now: fl
     return jobs
 
 
-def _update_index(gateway: GatewaySettings, lrms: str, jobs: dict[str, BatchJobStatus], now: float) -> None:
+def _ours(jobs: dict[str, BatchJobStatus]) -> list[str]:
+    return [job_id for job_id, status in jobs.items() if _is_hpcpull_job(status)]
+
+
+def _update_index(gateway: GatewaySettings, lrms: str, jobs: dict[str, BatchJobStatus], now: float) -> bool:
     """The status index UPDATE's shell front end reads (fast_index.py): written by root or
-    condor only, valid as long as the snapshot it comes from."""
+    condor only, valid as long as the snapshot it comes from.  Whether it was written."""
     if not gateway.fast_update or os.getuid() not in service_uids():
-        return
-    ours = [job_id for job_id, status in jobs.items() if _is_hpcpull_job(status)]
+        return False
     directory = fast_index.index_dir(gateway.status_cache_dir, lrms)
     try:
-        fast_index.write_index(directory, jobs, now, now + gateway.status_max_age_s, ours)
+        fast_index.write_index(directory, jobs, now, now + gateway.status_max_age_s, _ours(jobs))
     except OSError:
         fast_index.invalidate(directory)  # the front end then hands every poll to the full hook
+        return False
+    return True
 
 
 def _save(gateway: GatewaySettings, status: SiteStatus) -> None:

@@ -2,7 +2,8 @@
 
 The router must run a routed job's UPDATE only in the job's window (once per interval), and
 still notice in time what needs no UPDATE: condor_rm (CLEANUP under the resting keyword
-cancels the batch job) and completion (the job's last UPDATE reports it, FINALIZE runs)."""
+cancels the batch job) and completion (the job's last UPDATE reports it, FINALIZE runs).
+Between windows, the poller wakes the UPDATE of a job whose batch job has news."""
 
 from __future__ import annotations
 
@@ -37,19 +38,21 @@ def test_updates_are_spaced_and_rm_and_completion_still_arrive(spaced_gateway: G
     directory = gw.job_dir("spaced")
     cluster = gw.submit(directory, f"""\
 executable = /bin/sh
-arguments = "-c 'sleep $(Process)0; sleep 50; exit 3'"
+arguments = "-c 'sleep $(Process)0; sleep 90; exit 3'"
 log = job.log
 +WantHpc = true
 queue {JOBS}
 """)
 
     def routed() -> bool:
-        copies = gw.pool.q(f'regexp("^{cluster}[.]", RoutedFromJobId)', ["HpcPullBatchJobId"])
+        copies = gw.pool.q(f'regexp("^{cluster}[.]", RoutedFromJobId)', ["HpcPullBatchJobId", "JobStatus"])
         # condor_q -af evaluates the expression, as the router's getHookKeyword does
         keywords = gw.pool.tool(["condor_q", "-allusers", str(cluster), "-af", "HookKeyword"]).stdout.split()
-        return (len(copies) == JOBS and all(c.get("HpcPullBatchJobId") for c in copies)
+        return (len(copies) == JOBS and all(c.get("HpcPullBatchJobId") and c["JobStatus"] == 2 for c in copies)
                 and len(keywords) == JOBS and set(keywords) <= {"HPCPULL", "HPCPULL_RESTING"})
-    gw.wait_for(routed, 120, "every job routed, submitted, and carrying the UPDATE window")
+    # Running reported (woken by the poller, or in a window): from here until the first batch
+    # job ends (90 s) nothing is news, and UPDATEs run in the windows only.
+    gw.wait_for(routed, 120, "every job routed, running, and carrying the UPDATE window")
     raw = gw.pool.tool(["condor_q", f"{cluster}.0", "-l"]).stdout
     assert re.search(r'^HookKeyword = ifThenElse\(Managed =\?= "Schedd"', raw, re.M), raw
 
@@ -86,5 +89,40 @@ queue {JOBS}
         def left(proc: int = proc) -> object:
             found = gw.pool.q(f"ClusterId == {cluster} && ProcId == {proc}", ["JobStatus"])
             return None if found else gw.pool.history(f"ClusterId == {cluster} && ProcId == {proc}")
-        history = gw.wait_for(left, 60 + 10 * proc + INTERVAL + 60, f"job {cluster}.{proc} to finish")
+        history = gw.wait_for(left, 90 + 10 * proc + INTERVAL + 60, f"job {cluster}.{proc} to finish")
         assert history[0]["ExitCode"] == 3, history[0]
+
+
+def test_the_poller_wakes_a_job_whose_batch_job_has_news(spaced_gateway: GatewayPool) -> None:
+    """With an interval of a day, a job's UPDATE window does not open during the test: its
+    start and its end reach condor_q only because the poller woke its UPDATE (HpcPullWake,
+    state/wake.py), each within a poller period and a few polls."""
+    gw = spaced_gateway
+    knobs = gw.pool.config_d / "95-test-wake.conf"
+    knobs.write_text("HPCPULL_UPDATE_INTERVAL = 86400\n")  # read by every hook and poll as they start
+    earlier = set(gw.hpcpull_log().splitlines())
+    try:
+        directory = gw.job_dir("woken")
+        cluster = gw.submit(directory, """\
+executable = /bin/sh
+arguments = "-c 'sleep 25; exit 5'"
+log = job.log
++WantHpc = true
+queue
+""")
+        running = gw.wait_for(lambda: (gw.source(cluster) or {}).get("JobStatus") == 2, 90,
+                              "the source job shown running")
+        assert running
+        copy = gw.copy_of(cluster)
+        assert copy and "86400" in gw.pool.tool(["condor_q", f"{cluster}.0", "-l"]).stdout
+        started = time.time()
+        # Between the news: the job rests, and its UPDATE is not started at every poll.
+        gw.wait_for(lambda: gw.pool.tool(["condor_q", f"{cluster}.0", "-af", "HookKeyword"]).stdout.strip()
+                    == "HPCPULL_RESTING", 30, "the job resting once its start was reported")
+        history = gw.finished(cluster, timeout=25 + 90)
+        assert history["ExitCode"] == 5, history
+        assert time.time() - started < 25 + 60, "the end reached condor_q within a poller period and a few polls"
+        polls = [line for line in gw.hpcpull_log().splitlines() if " POLL " in line and line not in earlier]
+        assert sum("woken=1" in line for line in polls) >= 2, "\n".join(polls[-20:])
+    finally:
+        knobs.unlink()

@@ -16,11 +16,11 @@ SHIPPED = {
     "HPCPULL_HOOK_UPDATE_JOB_INFO": "/opt/hpcpull/bin/hpcpull-update",
     "HPCPULL_HOOK_JOB_FINALIZE": "/opt/hpcpull/bin/hpcpull-finalize",
     "HPCPULL_HOOK_JOB_CLEANUP": "/opt/hpcpull/bin/hpcpull-cleanup",
-    "HPCPULL_ATTRS_TO_COPY": "HpcPullBatchJobId HookKeyword",
+    "HPCPULL_ATTRS_TO_COPY": "HpcPullBatchJobId HookKeyword HpcPullWake",
     "HPCPULL_RESTING_HOOK_TRANSLATE_JOB": "/opt/hpcpull/bin/hpcpull-translate",
     "HPCPULL_RESTING_HOOK_JOB_FINALIZE": "/opt/hpcpull/bin/hpcpull-finalize",
     "HPCPULL_RESTING_HOOK_JOB_CLEANUP": "/opt/hpcpull/bin/hpcpull-cleanup",
-    "HPCPULL_RESTING_ATTRS_TO_COPY": "HpcPullBatchJobId HookKeyword",
+    "HPCPULL_RESTING_ATTRS_TO_COPY": "HpcPullBatchJobId HookKeyword HpcPullWake",
 }
 
 
@@ -83,6 +83,16 @@ def test_a_job_without_a_batch_job_is_updated_at_every_poll() -> None:
         assert ad.eval("HookKeyword") == "HPCPULL"
 
 
+def test_a_job_the_poller_woke_is_updated_at_every_poll_until_it_rests_again() -> None:
+    """HpcPullWake (state/wake.py) opens the window whatever the time; false or absent does not."""
+    expression = Cadence("HPCPULL", "HPCPULL_RESTING", 60, 12).hook_keyword("7.0")
+    start = 1_800_000_000
+    assert {keyword(expression, at=t, HpcPullWake=True) for t in range(start, start + 60)} == {"HPCPULL"}
+    for rested in ({"HpcPullWake": False}, {}):
+        seconds = [keyword(expression, at=t, **rested) for t in range(start, start + 60)]
+        assert seconds.count("HPCPULL") == 12
+
+
 def test_outside_the_router_the_job_has_no_keyword() -> None:
     """Given back (Managed = "Schedd") and run by a startd: as if HookKeyword were not set."""
     expression = Cadence("HPCPULL", "HPCPULL_RESTING", 60, 12).hook_keyword("7.0")
@@ -95,7 +105,8 @@ def test_outside_the_router_the_job_has_no_keyword() -> None:
     ("HPCPULL_RESTING_HOOK_JOB_CLEANUP", None, "HPCPULL_RESTING_HOOK_JOB_CLEANUP must name the same hook"),
     ("HPCPULL_RESTING_HOOK_TRANSLATE_JOB", "/elsewhere/translate", "HPCPULL_RESTING_HOOK_TRANSLATE_JOB must"),
     ("HPCPULL_RESTING_HOOK_UPDATE_JOB_INFO", "/opt/hpcpull/bin/hpcpull-update", "must not be set"),
-    ("HPCPULL_ATTRS_TO_COPY", "HpcPullBatchJobId", "must list HookKeyword"),
+    ("HPCPULL_ATTRS_TO_COPY", "HpcPullBatchJobId HpcPullWake", "must list HookKeyword"),
+    ("HPCPULL_ATTRS_TO_COPY", "HpcPullBatchJobId HookKeyword", "must list HpcPullWake"),
     ("HPCPULL_RESTING_ATTRS_TO_COPY", "HpcPullBatchJobId", "must equal HPCPULL_ATTRS_TO_COPY"),
 ])
 def test_a_resting_keyword_that_would_lose_a_hook_turns_the_interval_off(knob: str, value: Optional[str],

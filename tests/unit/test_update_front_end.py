@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -51,10 +52,12 @@ def front_end(tmp_path: Path):
     return run
 
 
-def ad(index: Path, status: int = 2, batch_id: str = "42", check_at: int = 0, **extra: str) -> str:
+def ad(index: Path, status: int = 2, batch_id: str = "42", check_at: Optional[int] = 0,
+       **extra: Optional[str]) -> str:
     lines = {
         "ClusterId": "7", "JobStatus": str(status), "HpcPullBatchJobId": f'"{batch_id}"',
-        "HpcPullFastIndex": f'"{index}"', "HpcPullFullCheckAt": str(check_at), "Owner": '"alice"', **extra,
+        "HpcPullFastIndex": f'"{index}"', "HpcPullFullCheckAt": None if check_at is None else str(check_at),
+        "Owner": '"alice"', **extra,
     }
     return "".join(f"{k} = {v}\n" for k, v in sorted(lines.items()) if v is not None)
 
@@ -250,3 +253,28 @@ def test_a_hook_killed_while_waiting_for_its_input_leaves_no_file(tmp_path: Path
     run.kill()
     run.wait(timeout=10)
     assert list(inputs.iterdir()) == []
+
+
+def test_the_pollers_rule_agrees_with_the_front_end(front_end) -> None:
+    """fast_index.front_end_passes (the poller's judgement, state/wake.py) says "silent" exactly
+    when the real front end, over the same index, prints nothing and starts no full hook."""
+    index = front_end.index
+    now = int(time.time())
+    taken_at = now - 5
+    (index / "valid-until").write_text(f"{now + 60} {taken_at}\n")
+    entries = {"42": 2, "43": 1}
+    for batch_id, value in entries.items():
+        (index / batch_id).write_text(f"{value}\n")
+    cases = 0
+    for status in (1, 2, 5):
+        for batch_id in ("42", "43", "44"):
+            for check_at in (None, 0, now - 1, now + 100):
+                for submitted in (None, taken_at - 1, taken_at, taken_at + 1):
+                    text = ad(index, status=status, batch_id=batch_id, check_at=check_at,
+                              HpcPullSubmittedAt=None if submitted is None else str(submitted))
+                    silent = front_end(text)[1] is None
+                    judged = fast_index.front_end_passes(status, batch_id, check_at, submitted, entries, taken_at,
+                                                         time.time())
+                    assert judged == silent, (status, batch_id, check_at, submitted)
+                    cases += silent
+    assert cases > 10, "some cases are silent, others not"

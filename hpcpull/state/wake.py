@@ -1,0 +1,97 @@
+"""Waking the UPDATE of a routed job whose batch job has news, between its windows.
+
+With HPCPULL_UPDATE_INTERVAL the router runs a routed job's UPDATE once per interval, in a
+window of the job's own (router/cadence.py), so a batch job that starts or ends would wait
+up to an interval to reach condor_q.  The poller has just taken the batch snapshot, so it
+knows which jobs have news: after each poll it reads every routed copy's few relevant
+attributes from the schedd (one query) and judges each as UPDATE's front end would
+(fast_index.front_end_passes).  Copies whose front end would not stay silent get
+``HpcPullWake = true`` (one edit for all of them), and the HookKeyword expression names the
+UPDATE keyword while it is true.  The router copies ``HpcPullWake`` onto its own copy of the
+source job, where it evaluates HookKeyword, with the other ``<keyword>_ATTRS_TO_COPY``
+at its next poll (src/condor_job_router/JobRouter.cpp, FinishCheckSubmittedJobStatus ->
+VanillaToGrid.cpp, update_job_status), and the poll after runs the UPDATE: news reaches
+condor_q within a poller period and two polls, whatever the interval.  The full UPDATE sets
+``HpcPullWake = false`` when it has looked; wakes no longer needed (the change was reported
+meanwhile) are cleared here, so a lost or late edit costs one poller period, never a job.
+
+Edits need the poller's user (condor) among QUEUE_SUPER_USERS, as HTCondor's default has
+it; one that fails is reported and the jobs keep their windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Optional
+
+from hpcpull.state.fast_index import front_end_passes
+
+WAKE = "HpcPullWake"
+# Routed copies that have a batch job and are waiting or running: the ones whose UPDATE
+# the front end may answer alone.  (RoutedFromJobId marks the router's copies.)
+CONSTRAINT = ("RoutedFromJobId =!= undefined && HpcPullBatchJobId =!= undefined"
+              " && (JobStatus == 1 || JobStatus == 2)")
+PROJECTION = ["ClusterId", "ProcId", "JobStatus", "RouteName", "HpcPullBatchJobId", "HpcPullFullCheckAt",
+              "HpcPullSubmittedAt", WAKE]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One batch system's index entries and when its snapshot was taken."""
+
+    entries: Mapping[str, int]
+    taken_at: float
+
+
+@dataclass(frozen=True)
+class Wakes:
+    """Which copies (cluster.proc) to wake and which to let rest again."""
+
+    wake: list[str]
+    rest: list[str]
+
+
+def _int(ad: Mapping[str, Any], name: str) -> Optional[int]:
+    value = ad.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def choose(copies: Iterable[Mapping[str, Any]], route_lrms: Mapping[str, str],
+           snapshots: Mapping[str, Snapshot], now: float) -> Wakes:
+    """The copies whose front end would not pass (and are not awake yet), and those awake
+    for nothing.  Copies of other routes, or of a batch system without a fresh snapshot,
+    are left as they are."""
+    wake, rest = [], []
+    for ad in copies:
+        lrms = route_lrms.get(str(ad.get("RouteName", "")))
+        snapshot = snapshots.get(lrms) if lrms else None
+        cluster, proc = _int(ad, "ClusterId"), _int(ad, "ProcId")
+        if snapshot is None or cluster is None or proc is None:
+            continue
+        batch_job_id = ad.get("HpcPullBatchJobId")
+        passes = front_end_passes(_int(ad, "JobStatus"), batch_job_id if isinstance(batch_job_id, str) else "",
+                                  _int(ad, "HpcPullFullCheckAt"), _int(ad, "HpcPullSubmittedAt"),
+                                  snapshot.entries, snapshot.taken_at, now)
+        awake = ad.get(WAKE) is True
+        if not passes and not awake:
+            wake.append(f"{cluster}.{proc}")
+        elif passes and awake:
+            rest.append(f"{cluster}.{proc}")
+    return Wakes(wake, rest)
+
+
+def wake_changed(route_lrms: Mapping[str, str], snapshots: Mapping[str, Snapshot], now: float) -> Wakes:
+    """Read the routed copies from the local schedd and set or clear their HpcPullWake."""
+    import classad2
+    import htcondor2
+
+    schedd = htcondor2.Schedd()
+    copies = [dict(ad) for ad in schedd.query(CONSTRAINT, PROJECTION)]
+    chosen = choose(copies, route_lrms, snapshots, now)
+    # NonDurable: a wake lost in a schedd crash is set again by the next poll.
+    flags = htcondor2.TransactionFlag.NonDurable
+    if chosen.wake:
+        schedd.edit(chosen.wake, WAKE, classad2.ExprTree("true"), flags)
+    if chosen.rest:
+        schedd.edit(chosen.rest, WAKE, classad2.ExprTree("false"), flags)
+    return chosen
