@@ -8,7 +8,9 @@ jobExternallyManaged, jobManagedDone), tell the state of the source job (to noti
 ``condor_release`` of a job whose hold mirrors the copy's, which the router would hold
 again: src/condor_job_router/VanillaToGrid.cpp, update_job_status), remove a routed copy
 (the router then gives the source job back to HTCondor: a released job is routed again from
-a clean state, an idle one may run elsewhere), and set an attribute of a job.
+a clean state, an idle one may run elsewhere), and set an attribute of a job.  The poller,
+as the condor user, reads the routed copies and marks those whose UPDATE it wakes
+(state/wake.py).
 """
 
 from __future__ import annotations
@@ -121,6 +123,20 @@ class HTCondorSchedd(GatewaySchedd):
         if isinstance(edited, int) and edited == 0:  # Schedd.edit returns the number of jobs edited
             return Outcome(False, f"edit of {job_id} ({attr}) not applied: no such job", gone=True)
         return Outcome(True, f"set {attr} of {job_id}")
+
+
+    def routed_copies(self, constraint: str, projection: list[str]) -> list[dict[str, Any]]:
+        """The routed copies matching ``constraint``, with the ``projection`` attributes."""
+        import htcondor2
+
+        return [dict(ad) for ad in htcondor2.Schedd().query(constraint, projection)]
+
+    def mark(self, job_ids: list[str], attr: str, expr: str) -> int:
+        """Set ``attr`` of every job in ``job_ids`` in one transaction, without waiting for the
+        schedd's disk (NonDurable: for hints that the next poll sets again); how many were set."""
+        import htcondor2
+
+        return int(htcondor2.Schedd().edit(job_ids, attr, expr, htcondor2.TransactionFlag.NonDurable))
 
 
 def _count(result: Any, key: str) -> int:

@@ -82,16 +82,12 @@ def choose(copies: Iterable[Mapping[str, Any]], route_lrms: Mapping[str, str],
 
 def wake_changed(route_lrms: Mapping[str, str], snapshots: Mapping[str, Snapshot], now: float) -> Wakes:
     """Read the routed copies from the local schedd and set or clear their HpcPullWake."""
-    import classad2
-    import htcondor2
+    from hpcpull.router.schedd import HTCondorSchedd
 
-    schedd = htcondor2.Schedd()
-    copies = [dict(ad) for ad in schedd.query(CONSTRAINT, PROJECTION)]
-    chosen = choose(copies, route_lrms, snapshots, now)
-    # NonDurable: a wake lost in a schedd crash is set again by the next poll.
-    flags = htcondor2.TransactionFlag.NonDurable
+    schedd = HTCondorSchedd()
+    chosen = choose(schedd.routed_copies(CONSTRAINT, PROJECTION), route_lrms, snapshots, now)
     if chosen.wake:
-        schedd.edit(chosen.wake, WAKE, classad2.ExprTree("true"), flags)
+        schedd.mark(chosen.wake, WAKE, "true")
     if chosen.rest:
-        schedd.edit(chosen.rest, WAKE, classad2.ExprTree("false"), flags)
+        schedd.mark(chosen.rest, WAKE, "false")
     return chosen

@@ -1,8 +1,9 @@
 """Hook calls that arrive together on the real job router share a Python process, and each
 job still gets exactly its own answer.
 
-One condor_submit of a cluster makes the router start a TRANSLATE per job at once; the
-front ends (hooks/hpcpull-hook-batch) queue them for one Python process.  With
+One condor_submit of a cluster makes the router start a TRANSLATE per job at once, and the
+jobs ending together an UPDATE each; the front ends (hooks/hpcpull-hook-batch) queue them
+for one Python process.  With
 HPCPULL_DEBUG = D_FULLDEBUG every hook call leaves a CALL line naming the process that ran
 it.  Each job exits with its own code and writes its own output, so a call answered with
 another job's answer would show in condor_history or in the returned files."""
@@ -59,3 +60,7 @@ queue {JOBS}
     assert {call["rc"] for call in calls() if call["hook"] != "update"} == {"0"}
     translators = {call["pid"] for call in calls() if call["hook"] == "translate"}
     assert len(translators) < JOBS, f"{JOBS} TRANSLATE calls were served by {len(translators)} processes"
+    # The full UPDATEs (behind the front end) of the jobs whose batch jobs ended in the same
+    # poll are served together as well: every job needed at least one.
+    updaters = {call["pid"] for call in calls() if call["hook"] == "update"}
+    assert per_hook["update"] >= JOBS and len(updaters) < per_hook["update"], (per_hook, len(updaters))

@@ -261,6 +261,13 @@ def test_an_update_interval_is_checked_against_the_resting_keyword(gw, capsys) -
     gw.write(HPCPULL_UPDATE_INTERVAL="60")
     _, checks = diagnose(capsys)
     assert "once per 60 s, in a 12 s window" in one(checks, "update-interval", "OK")["message"]
+    assert "may wake the UPDATE" in one(checks, "update-wake", "OK")["message"]  # HTCondor's default
+    gw.write(QUEUE_SUPER_USERS="root")
+    _, checks = diagnose(capsys)
+    assert "condor is not in QUEUE_SUPER_USERS" in one(checks, "update-wake", "WARN")["message"]
+    gw.write(QUEUE_SUPER_USERS="root, condor@gateway.example")
+    _, checks = diagnose(capsys)
+    assert one(checks, "update-wake", "OK")
     gw.write(HPCPULL_RESTING_HOOK_JOB_CLEANUP='""')
     _, checks = diagnose(capsys)
     failed = one(checks, "update-interval", "FAIL")

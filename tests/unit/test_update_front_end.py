@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pytest
 
@@ -20,22 +21,38 @@ from hpcpull.lrms.base import BatchJobStatus, BatchState
 from hpcpull.state import fast_index
 
 REPO = Path(__file__).resolve().parents[2]
-FULL_HOOK = """#!/bin/sh
-cat > "$0.stdin"
-echo 'JobStatus = 4'
-exit 0
+# A stand-in for hpcpull-update-full that goes through hpcpull's own hook protocol (so that
+# hpcpull-hook-batch can have it serve its queue), records the input it got, and reports a
+# change; the batch job id "fail" makes it fail.
+FULL_HOOK = """#!{python}
+import sys
+sys.path.insert(0, {repo!r})
+from hpcpull.router.protocol import HookResult, _main
+
+def hook(text, config):
+    with open({recorded!r}, "w") as handle:
+        handle.write(text)
+    if 'HpcPullBatchJobId = "fail"' in text:
+        return HookResult("", 1, ["oops"])
+    return HookResult("JobStatus = 4\\n", 0, [])
+
+sys.exit(_main("update", hook))
 """
 
 
 @pytest.fixture
-def front_end(tmp_path: Path):
+def front_end(tmp_path: Path, condor_config: Callable[..., Path]):
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    shutil.copy(REPO / "hooks" / "hpcpull-update", bindir / "hpcpull-update")
-    shutil.copy(REPO / "hooks" / "hpcpull-hook-slot", bindir / "hpcpull-hook-slot")
+    for name in ("hpcpull-update", "hpcpull-hook-batch", "hpcpull-hook-slot"):
+        shutil.copy(REPO / "hooks" / name, bindir / name)
     full = bindir / "hpcpull-update-full"
-    full.write_text(FULL_HOOK)
+    full.write_text(FULL_HOOK.format(python=sys.executable, repo=str(REPO),
+                                     recorded=str(full.with_name("hpcpull-update-full.stdin"))))
     full.chmod(0o755)
+    (tmp_path / "slots").mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HPCPULL_HOOK_SLOT_DIR": str(tmp_path / "slots"),
+           "CONDOR_CONFIG": str(condor_config({}))}
     index = tmp_path / "slurm-index"
     index.mkdir()
     (index / "valid-until").write_text(f"{int(time.time()) + 60} {int(time.time()) - 5}\n")
@@ -45,7 +62,7 @@ def front_end(tmp_path: Path):
         stdin = full.with_name("hpcpull-update-full.stdin")
         stdin.unlink(missing_ok=True)
         proc = subprocess.run([str(bindir / "hpcpull-update")], input=ad, capture_output=True, text=True,
-                              timeout=30, env={"PATH": "/usr/bin:/bin"})
+                              timeout=30, env=env)
         got = stdin.read_text() if stdin.exists() else None
         return proc, got
     run.index = index  # type: ignore[attr-defined]
@@ -118,10 +135,13 @@ def test_a_future_deadline_keeps_it_silent(front_end) -> None:
     assert (proc.stdout, full_stdin) == ("", None)
 
 
-def test_the_full_hooks_exit_code_is_the_hooks(front_end, tmp_path: Path) -> None:
-    (tmp_path / "bin" / "hpcpull-update-full").write_text("#!/bin/sh\ncat >/dev/null\necho oops >&2\nexit 3\n")
-    proc, _ = front_end(ad(front_end.index, status=1))
-    assert proc.returncode == 3 and proc.stderr == "oops\n"
+def test_the_full_hook_answers_through_the_hook_queue(front_end) -> None:
+    """Its stdout, its exit code and its one line on stderr are the front end's."""
+    proc, _ = front_end(ad(front_end.index, batch_id="fail"))
+    assert (proc.returncode, proc.stdout) == (1, "") and "oops" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+    proc, _ = front_end(ad(front_end.index, status=2, batch_id="43"))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "JobStatus = 4\n", "")
 
 
 def _status(state: BatchState, name: str = "hpcpull-Slurm-1.0-abc") -> BatchJobStatus:

@@ -119,12 +119,25 @@ class HookChecks(DoctorBase):
         if chosen is not None:
             self.add(OK, "update-interval", f"each routed job's UPDATE runs once per {chosen.interval_s} s, in a "
                      f"{chosen.window_s} s window of its own (HookKeyword {chosen.keyword} / {chosen.resting})")
+            self._check_poller_may_wake()
         elif why:
             self.add(FAIL, "update-interval", why,
                      "keep the HPCPULL_RESTING_* lines of 50-hpcpull.conf, or set HPCPULL_UPDATE_INTERVAL = 0")
         else:
             self.add(OK, "update-interval", f"HPCPULL_UPDATE_INTERVAL = {interval} s is no longer than one "
                      "poll: an UPDATE at every poll")
+
+    def _check_poller_may_wake(self) -> None:
+        """The poller, run by the schedd as condor, marks other users' routed copies
+        (state/wake.py): only a queue super user may edit them."""
+        supers = {word.split("@")[0].lower() for word in re.split(r"[\s,]+", self.lookup("QUEUE_SUPER_USERS") or "")}
+        if "condor" in supers:
+            self.add(OK, "update-wake", "the poller (condor) may wake the UPDATE of jobs whose batch job has news "
+                     "(QUEUE_SUPER_USERS)")
+        else:
+            self.add(WARN, "update-wake", "condor is not in QUEUE_SUPER_USERS: the poller cannot wake the UPDATE of "
+                     "jobs whose batch job has news, so a change waits for the job's window (HPCPULL_UPDATE_INTERVAL)",
+                     "add condor to QUEUE_SUPER_USERS (HTCondor's default: root, condor)")
 
     def _check_hooks_run(self, hooks: Sequence[tuple[str, str]], account: Account) -> None:
         """Run each hook on a blank line as ``account`` (this process's user when not root):
