@@ -22,9 +22,12 @@ it; one that fails is reported and the jobs keep their windows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
 from hpcpull.state.fast_index import front_end_passes
+
+if TYPE_CHECKING:
+    from hpcpull.router.schedd import HTCondorSchedd
 
 WAKE = "HpcPullWake"
 # Routed copies that have a batch job and are waiting or running: the ones whose UPDATE
@@ -81,10 +84,23 @@ def choose(copies: Iterable[Mapping[str, Any]], route_lrms: Mapping[str, str],
 
 
 def wake_changed(route_lrms: Mapping[str, str], snapshots: Mapping[str, Snapshot], now: float) -> Wakes:
-    """Read the routed copies from the local schedd and set or clear their HpcPullWake."""
+    """Read the routed copies from the local schedd and set or clear their HpcPullWake.
+
+    One edit sets many jobs without waiting for an answer per job, so a job that left the
+    queue between the query and the edit fails the whole transaction (src/condor_schedd.V6/
+    qmgmt_receivers.cpp: in NoAck mode the commit fails after the first error): then the
+    copies are read again and the edit tried once more."""
     from hpcpull.router.schedd import HTCondorSchedd
 
     schedd = HTCondorSchedd()
+    try:
+        return _wake_once(schedd, route_lrms, snapshots, now)
+    except Exception:  # noqa: BLE001 - htcondor2 raises several kinds; a second failure is raised
+        return _wake_once(schedd, route_lrms, snapshots, now)
+
+
+def _wake_once(schedd: HTCondorSchedd, route_lrms: Mapping[str, str], snapshots: Mapping[str, Snapshot],
+               now: float) -> Wakes:
     chosen = choose(schedd.routed_copies(CONSTRAINT, PROJECTION), route_lrms, snapshots, now)
     if chosen.wake:
         schedd.mark(chosen.wake, WAKE, "true")

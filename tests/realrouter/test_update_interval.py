@@ -8,8 +8,11 @@ Between windows, the poller wakes the UPDATE of a job whose batch job has news."
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 import zlib
+from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
@@ -17,6 +20,7 @@ import pytest
 from hpcpull.router.cadence import window_for
 from tests.plugins.condor import POLL, SLURM_ROUTES, GatewayPool
 
+REPO = Path(__file__).resolve().parents[2]
 INTERVAL = 20  # > the window, POLL + 2 s, so that most polls skip a given job
 JOBS = 3
 
@@ -116,6 +120,17 @@ queue
         copy = gw.copy_of(cluster)
         assert copy and "86400" in gw.pool.tool(["condor_q", f"{cluster}.0", "-l"]).stdout
         started = time.time()
+        # Why the poller reads the copies again and retries when an edit fails: one edit of
+        # many jobs fails as a whole when one of them has left the queue meanwhile.
+        copy_id = f"{copy['ClusterId']}.{copy['ProcId']}"
+        mark = ("import sys; from hpcpull.router.schedd import HTCondorSchedd; "
+                "print(HTCondorSchedd().mark(sys.argv[1:], 'HpcPullTestMark', '1'))")
+        both = subprocess.run([sys.executable, "-c", mark, f"{copy['ClusterId']}.99", copy_id],
+                              env=gw.pool.env(PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60)
+        assert both.returncode != 0 and "HpcPullTestMark" not in (gw.copy_of(cluster) or {}), both
+        alone = subprocess.run([sys.executable, "-c", mark, copy_id], env=gw.pool.env(PYTHONPATH=str(REPO)),
+                               capture_output=True, text=True, timeout=60)
+        assert alone.stdout.strip() == "1" and (gw.copy_of(cluster) or {}).get("HpcPullTestMark") == 1, alone
         # Between the news: the job rests, and its UPDATE is not started at every poll.
         gw.wait_for(lambda: gw.pool.tool(["condor_q", f"{cluster}.0", "-af", "HookKeyword"]).stdout.strip()
                     == "HPCPULL_RESTING", 30, "the job resting once its start was reported")
