@@ -197,8 +197,8 @@ def _wake_changed(gateway: GatewaySettings, routes: Sequence[RouteSettings], sna
         return wake.wake_changed({route.name: route.lrms for route in routes}, snapshots, now)
     except Exception as exc:  # noqa: BLE001 - the bindings raise several kinds; the snapshot stands
         errors.append(f"waking the UPDATE of jobs with news failed ({type(exc).__name__}: {one_line(str(exc), 300)}); "
-                      "they are updated in their windows (HPCPULL_UPDATE_INTERVAL) meanwhile: the poller's "
-                      "user must be in QUEUE_SUPER_USERS")
+                      "they are updated in their windows (HPCPULL_UPDATE_INTERVAL) meanwhile; the poller "
+                      "needs the local schedd, and its user (condor) in QUEUE_SUPER_USERS")
         return None
 
 

@@ -91,3 +91,17 @@ def test_unreachable_batch_system_is_reported_and_stored_as_no_news(
     assert "LastSuccessfulPoll" not in site  # never succeeded
     snapshot = Snapshot.from_json((Path(gateway.config_path).parent / "status" / "slurm-status.json").read_text())
     assert not snapshot.ok and snapshot.error  # hooks read this as "no news", never as "finished"
+
+
+def test_a_wake_that_cannot_reach_the_schedd_is_reported_and_the_snapshot_stands(
+    tmp_path: Path, slurm_env: dict[str, str]
+) -> None:
+    """With an UPDATE interval the poller also wakes jobs with news (state/wake.py); where it
+    cannot (no schedd here), it says so, and the batch system still counts as reachable."""
+    gateway = make_gateway(tmp_path, "slurm", slurm_env, HPCPULL_UPDATE_INTERVAL="300")
+    site = cron_ad(gateway.schedd_cron().stdout)
+    assert site["LrmsReachable"] is True and "LastSuccessfulPoll" in site
+    assert "waking the UPDATE of jobs with news failed" in site["LastError"], site["LastError"]
+    assert "QUEUE_SUPER_USERS" in site["LastError"]
+    snapshot = Snapshot.from_json((Path(gateway.config_path).parent / "status" / "slurm-status.json").read_text())
+    assert snapshot.ok
