@@ -20,7 +20,11 @@ what a cheap hook costs, and thousands together overwhelm it; windows at offsets
 over the interval start a steady trickle instead.  A job with no batch job yet (submission waits for
 a throttle, for instance) is updated at every poll, and so is a job the poller has woken
 (``HpcPullWake``, state/wake.py) because its batch job has news: the interval bounds how
-long a job goes unchecked, not how late a change shows.  Once the router gives the job back
+long a job goes unchecked, not how late a change shows.  A held job too: the router holds
+its copy of the source again from the held routed copy at every poll it runs no UPDATE
+(JobRouter.cpp, FinishCheckSubmittedJobStatus -> update_job_status), so only an UPDATE in
+that same poll sees a condor_release (router/update.py, _on_held); the router's copy of
+the source stays held (JobStatus 5) until then, whatever the user did.  Once the router gives the job back
 (Managed "Schedd" or "ScheddDone", src/condor_job_router/submit_job.cpp, yield_job) the
 expression is undefined, as if the job had no HookKeyword: a startd that runs it later looks
 for no hpcpull hooks.  (The test is that way round because the router's own copy of the
@@ -56,7 +60,7 @@ class Cadence:
         offset = zlib.crc32(job_id.encode()) % self.interval_s
         return (
             f'ifThenElse(Managed =?= "Schedd" || Managed =?= "ScheddDone", undefined, '
-            f"ifThenElse(HpcPullBatchJobId =?= undefined || HpcPullWake =?= true"
+            f"ifThenElse(HpcPullBatchJobId =?= undefined || HpcPullWake =?= true || JobStatus =?= 5"
             f" || (time() + {offset}) % {self.interval_s} < {self.window_s}, "
             f'"{self.keyword}", "{self.resting}"))'
         )

@@ -103,10 +103,12 @@ queue {JOBS}
         assert history[0]["ExitCode"] == 3, history[0]
 
 
-def test_the_poller_wakes_a_job_whose_batch_job_has_news(spaced_gateway: GatewayPool) -> None:
-    """With an interval of a day, a job's UPDATE window does not open during the test: its
-    start and its end reach condor_q only because the poller woke its UPDATE (HpcPullWake,
-    state/wake.py), each within a poller period and a few polls."""
+def test_news_wakes_the_update_and_a_held_job_can_be_released(spaced_gateway: GatewayPool) -> None:
+    """With an interval of a day, a job's UPDATE window does not open during the test: the
+    start of its batch job, its cancel outside HTCondor and its end reach condor_q only
+    because the poller woke its UPDATE (HpcPullWake, state/wake.py), each within a poller
+    period and a few polls; and the hold that the cancel brings is released as with no
+    interval (a held job's UPDATE runs at every poll)."""
     gw = spaced_gateway
     knobs = gw.pool.config_d / "95-test-wake.conf"
     knobs.write_text("HPCPULL_UPDATE_INTERVAL = 86400\n")  # read by every hook and poll as they start
@@ -115,35 +117,39 @@ def test_the_poller_wakes_a_job_whose_batch_job_has_news(spaced_gateway: Gateway
         directory = gw.job_dir("woken")
         cluster = gw.submit(directory, """\
 executable = /bin/sh
-arguments = "-c 'sleep 25; exit 5'"
+arguments = "-c 'sleep 20; exit 5'"
 log = job.log
 +WantHpc = true
 queue
 """)
-        running = gw.wait_for(lambda: (gw.source(cluster) or {}).get("JobStatus") == 2, 90,
-                              "the source job shown running")
-        assert running
+        gw.wait_for(lambda: (gw.source(cluster) or {}).get("JobStatus") == 2, 90, "the source job shown running")
         copy = gw.copy_of(cluster)
         assert copy and "86400" in gw.pool.tool(["condor_q", f"{cluster}.0", "-l"]).stdout
-        started = time.time()
         # Why the poller reads the copies again and retries when an edit fails: one edit of
         # many jobs fails as a whole when one of them has left the queue meanwhile.
         copy_id = f"{copy['ClusterId']}.{copy['ProcId']}"
         mark = ("import sys; from hpcpull.router.schedd import HTCondorSchedd; "
                 "print(HTCondorSchedd().mark(sys.argv[1:], 'HpcPullTestMark', '1'))")
-        both = subprocess.run([sys.executable, "-c", mark, f"{copy['ClusterId']}.99", copy_id],
-                              env=gw.pool.env(PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60)
+        env = gw.pool.env(PYTHONPATH=str(REPO))
+        both = subprocess.run([sys.executable, "-c", mark, f"{copy['ClusterId']}.99", copy_id], env=env,
+                              capture_output=True, text=True, timeout=60)
         assert both.returncode != 0 and "HpcPullTestMark" not in (gw.copy_of(cluster) or {}), both
-        alone = subprocess.run([sys.executable, "-c", mark, copy_id], env=gw.pool.env(PYTHONPATH=str(REPO)),
-                               capture_output=True, text=True, timeout=60)
+        alone = subprocess.run([sys.executable, "-c", mark, copy_id], env=env, capture_output=True, text=True,
+                               timeout=60)
         assert alone.stdout.strip() == "1" and (gw.copy_of(cluster) or {}).get("HpcPullTestMark") == 1, alone
         # Between the news: the job rests, and its UPDATE is not started at every poll.
         gw.wait_for(lambda: gw.pool.tool(["condor_q", f"{cluster}.0", "-af", "HookKeyword"]).stdout.strip()
                     == "HPCPULL_RESTING", 30, "the job resting once its start was reported")
-        history = gw.finished(cluster, timeout=25 + 90)
+
+        subprocess.run(["scancel", copy["HpcPullBatchJobId"]], env=gw.lrms_env, check=True, timeout=30)
+        gw.wait_for(lambda: (gw.source(cluster) or {}).get("JobStatus") == 5, 60, "the cancelled job held")
+        released = time.time()
+        gw.pool.tool(["condor_release", f"{cluster}.0"], user=gw.pool.user)
+        history = gw.finished(cluster, timeout=20 + 120)
         assert history["ExitCode"] == 5, history
-        assert time.time() - started < 25 + 60, "the end reached condor_q within a poller period and a few polls"
+        assert len(gw.batch_jobs(cluster)) == 2, "routed again after the release: a second batch job"
+        assert time.time() - released < 20 + 90, "released, run again and its end in condor_q within a few polls"
         polls = [line for line in gw.hpcpull_log().splitlines() if " POLL " in line and line not in earlier]
-        assert sum("woken=1" in line for line in polls) >= 2, "\n".join(polls[-20:])
+        assert sum("woken=1" in line for line in polls) >= 3, "\n".join(polls[-20:])
     finally:
         knobs.unlink()

@@ -93,6 +93,14 @@ def test_a_job_the_poller_woke_is_updated_at_every_poll_until_it_rests_again() -
         assert seconds.count("HPCPULL") == 12
 
 
+def test_a_held_job_is_updated_at_every_poll() -> None:
+    """A condor_release is seen only by an UPDATE in the poll that would hold the source again."""
+    expression = Cadence("HPCPULL", "HPCPULL_RESTING", 60, 12).hook_keyword("7.0")
+    start = 1_800_000_000
+    assert {keyword(expression, at=t, JobStatus=5) for t in range(start, start + 60)} == {"HPCPULL"}
+    assert [keyword(expression, at=t, JobStatus=2) for t in range(start, start + 60)].count("HPCPULL") == 12
+
+
 def test_outside_the_router_the_job_has_no_keyword() -> None:
     """Given back (Managed = "Schedd") and run by a startd: as if HookKeyword were not set."""
     expression = Cadence("HPCPULL", "HPCPULL_RESTING", 60, 12).hook_keyword("7.0")
