@@ -124,7 +124,6 @@ class HTCondorSchedd(GatewaySchedd):
             return Outcome(False, f"edit of {job_id} ({attr}) not applied: no such job", gone=True)
         return Outcome(True, f"set {attr} of {job_id}")
 
-
     def routed_copies(self, constraint: str, projection: list[str]) -> list[dict[str, Any]]:
         """The routed copies matching ``constraint``, with the ``projection`` attributes."""
         import htcondor2
