@@ -109,9 +109,9 @@ def _cancel_batch_jobs_left_by_simulated_gateways() -> Iterator[None]:
     yield
     while _GATEWAYS_OF_THIS_TEST:
         router = _GATEWAYS_OF_THIS_TEST.pop()
-        if "SLURM_CONF" not in router.lrms_env:
-            continue
         own = range(router.first_cluster, router.next_cluster)
+        if "SLURM_CONF" not in router.lrms_env or not own:
+            continue  # no Slurm, or no job submitted (its SLURM_CONF may name no live cluster)
         listing = subprocess.run(["squeue", "-h", "-o", "%i %j"], env=router.lrms_env,
                                  capture_output=True, text=True, timeout=60).stdout
         ids = [job_id for job_id, name in (line.split(" ", 1) for line in listing.splitlines() if " " in line)
