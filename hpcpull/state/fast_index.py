@@ -82,13 +82,17 @@ def front_end_passes(status: Optional[int], batch_job_id: str, check_at: Optiona
 
 def write_index(directory: Path, jobs: Mapping[str, BatchJobStatus], taken_at: float, valid_until: float,
                 is_ours: Iterable[str] = ()) -> int:
-    """Bring the index up to date with one snapshot; returns how many entries changed.
+    """Bring the index up to date with one snapshot; returns how many entries changed."""
+    return write_entries(directory, index_entries(jobs, is_ours), taken_at, valid_until)
+
+
+def write_entries(directory: Path, wanted: Mapping[str, int], taken_at: float, valid_until: float) -> int:
+    """Make the index hold ``wanted`` (index_entries); returns how many entries changed.
 
     Only entries that changed are rewritten (each atomically), so a steady gateway costs a
     directory read, not thousands of writes.  ``valid-until`` goes last: a reader between
     two polls sees either the previous or the new complete picture of any one job.
     """
-    wanted = index_entries(jobs, is_ours)
     directory.mkdir(mode=0o755, exist_ok=True)
     st = os.lstat(directory)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():

@@ -163,8 +163,9 @@ def poll_once(config: Config, now: Optional[float] = None) -> SiteStatus:
                 fast_index.invalidate(fast_index.index_dir(gateway.status_cache_dir, name))
                 continue
             jobs = _refresh(batch, cache, status, now, {r.name for r in routes})
-            if _update_index(gateway, name, jobs, now):
-                snapshots[name] = wake.Snapshot(fast_index.index_entries(jobs, _ours(jobs)), now)
+            entries = _update_index(gateway, name, jobs, now)
+            if entries is not None:
+                snapshots[name] = wake.Snapshot(entries, now)
         except LrmsError as exc:
             # Stored as a failed snapshot: hooks take it as "no news" and do not hammer a
             # dead controller with their own queries during this period.
@@ -257,22 +258,22 @@ def _refresh(batch: BatchSystem, cache: StatusCache, status: SiteStatus, now: fl
     return jobs
 
 
-def _ours(jobs: dict[str, BatchJobStatus]) -> list[str]:
-    return [job_id for job_id, status in jobs.items() if _is_hpcpull_job(status)]
-
-
-def _update_index(gateway: GatewaySettings, lrms: str, jobs: dict[str, BatchJobStatus], now: float) -> bool:
+def _update_index(gateway: GatewaySettings, lrms: str, jobs: dict[str, BatchJobStatus],
+                  now: float) -> Optional[dict[str, int]]:
     """The status index UPDATE's shell front end reads (fast_index.py): written by root or
-    condor only, valid as long as the snapshot it comes from.  Whether it was written."""
+    condor only, valid as long as the snapshot it comes from.  The entries written, or None
+    when it was not written."""
     if not gateway.fast_update or os.getuid() not in service_uids():
-        return False
+        return None
     directory = fast_index.index_dir(gateway.status_cache_dir, lrms)
+    ours = [job_id for job_id, status in jobs.items() if _is_hpcpull_job(status)]
+    entries = fast_index.index_entries(jobs, ours)
     try:
-        fast_index.write_index(directory, jobs, now, now + gateway.status_max_age_s, _ours(jobs))
+        fast_index.write_entries(directory, entries, now, now + gateway.status_max_age_s)
     except OSError:
         fast_index.invalidate(directory)  # the front end then hands every poll to the full hook
-        return False
-    return True
+        return None
+    return entries
 
 
 def _save(gateway: GatewaySettings, status: SiteStatus) -> None:
