@@ -268,9 +268,9 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
     noop.write_text(NOOP_HOOK)
     noop.chmod(0o755)
     counter = LogCounter(pool.router_log)
-    totals = {"hpcpull": [0.0, 0], "noop": [0.0, 0]}
-    poller_cpu = router_cpu = procd_cpu = 0.0
-    gateway = {"hpcpull": 0.0, "noop": 0.0}  # hooks, router, procd, schedd and poller together
+    parts = ("hooks", "router", "procd", "schedd", "poller")  # the gateway's CPU, part by part
+    spent = {side: dict.fromkeys(parts, 0.0) for side in ("hpcpull", "noop")}
+    runs = {"hpcpull": 0, "noop": 0}
     oldest = 0
     try:
         for _ in range(args.rounds):
@@ -285,17 +285,17 @@ def update_cost(pool: PersonalPool, slurm_env: dict[str, str], args: argparse.Na
                     oldest = max(oldest, oldest_hook(router))
                     time.sleep(min(2.0, max(0.0, until - time.time())))
                 used = cpu.used()
-                router_cpu += used["router"]
-                procd_cpu += used["procd"]
-                totals[side][0] += used["hooks"]
-                totals[side][1] += counter()
-                poller_cpu += used["poller"]
-                gateway[side] += sum(used[name] for name in ("hooks", "router", "procd", "schedd", "poller"))
+                for part in parts:
+                    spent[side][part] += used[part]
+                runs[side] += counter()
     finally:
         os.replace(real, hook)
         noop.unlink(missing_ok=True)
     latency = change_latency(pool, slurm_env, args)
-    (h_cpu, h_runs), (n_cpu, n_runs) = totals["hpcpull"], totals["noop"]
+    (h_cpu, h_runs), (n_cpu, n_runs) = [(spent[side]["hooks"], runs[side]) for side in ("hpcpull", "noop")]
+    router_cpu, procd_cpu, poller_cpu = (spent["hpcpull"][part] + spent["noop"][part]
+                                         for part in ("router", "procd", "poller"))
+    gateway = {side: sum(spent[side].values()) for side in spent}
     per_h, per_n = h_cpu / max(h_runs, 1), n_cpu / max(n_runs, 1)
     seconds = 2 * args.rounds * args.window
     polls = poller_cpu / (seconds / args.poller_period)
